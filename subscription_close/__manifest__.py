@@ -1,0 +1,25 @@
+{
+    "name": "Subscription Closing",
+    "summary": "Recurring plans, subscription orders and closing them "
+    "from the backend or the customer portal",
+    "version": "19.0.1.0.0",
+    "category": "Sales/Subscriptions",
+    "website": "https://github.com/subscription-close/subscription_close",
+    "author": "Subscription Close developers",
+    "maintainers": [],
+    "license": "LGPL-3",
+    "application": True,
+    "installable": True,
+    "depends": ["sale"],
+    "data": [
+        "security/subscription_close_security.xml",
+        "security/ir.model.access.csv",
+        "views/sale_subscription_plan_views.xml",
+        "views/product_template_views.xml",
+        "views/sale_order_views.xml",
+        "views/subscription_close_menus.xml",
+    ],
+    "demo": [
+        "demo/subscription_close_demo.xml",
+    ],
+}

@@ -1,0 +1,113 @@
+from dateutil.relativedelta import relativedelta
+
+from odoo import api, fields, models
+
+PERIOD_UNITS = [
+    ("week", "Weeks"),
+    ("month", "Months"),
+    ("year", "Years"),
+]
+
+
+class SaleSubscriptionPlan(models.Model):
+    _name = "sale.subscription.plan"
+    _description = "Recurring Plan"
+    _order = "sequence, id"
+    _check_company_auto = True
+
+    name = fields.Char(required=True, translate=True)
+    active = fields.Boolean(default=True)
+    sequence = fields.Integer(default=10)
+    company_id = fields.Many2one(
+        "res.company",
+        index=True,
+        default=lambda self: self.env.company,
+        help="Leave empty to share the plan between all companies.",
+    )
+    billing_period_value = fields.Integer(
+        string="Billing Period",
+        required=True,
+        default=1,
+        help="Number of units between two invoices.",
+    )
+    billing_period_unit = fields.Selection(
+        PERIOD_UNITS,
+        required=True,
+        default="month",
+    )
+    billing_period_display = fields.Char(
+        string="Billing Every",
+        compute="_compute_billing_period_display",
+    )
+    user_closable = fields.Boolean(
+        string="Closable",
+        help="Customers may close their own subscriptions from the customer portal.",
+    )
+    subscription_count = fields.Integer(compute="_compute_subscription_count")
+
+    _billing_period_value_positive = models.Constraint(
+        "CHECK(billing_period_value > 0)",
+        "The billing period of a recurring plan must be a positive number.",
+    )
+
+    @api.depends("billing_period_value", "billing_period_unit")
+    def _compute_billing_period_display(self):
+        _ = self.env._
+        for plan in self:
+            value, unit = plan.billing_period_value, plan.billing_period_unit
+            if value == 1:
+                label = {
+                    "week": _("Weekly"),
+                    "month": _("Monthly"),
+                    "year": _("Yearly"),
+                }.get(unit, "")
+            elif unit == "week":
+                label = _("Every %(count)s weeks", count=value)
+            elif unit == "month":
+                label = _("Every %(count)s months", count=value)
+            elif unit == "year":
+                label = _("Every %(count)s years", count=value)
+            else:
+                label = ""
+            plan.billing_period_display = label
+
+    def _compute_subscription_count(self):
+        counts = dict(
+            self.env["sale.order"]._read_group(
+                [("plan_id", "in", self.ids), ("is_subscription", "=", True)],
+                ["plan_id"],
+                ["__count"],
+            )
+        )
+        for plan in self:
+            plan.subscription_count = counts.get(plan, 0)
+
+    def _get_billing_period(self):
+        """Return the billing period of the plan as a ``relativedelta``."""
+        self.ensure_one()
+        unit = {"week": "weeks", "month": "months", "year": "years"}[self.billing_period_unit]
+        return relativedelta(**{unit: self.billing_period_value})
+
+    def _add_periods(self, start, count=1):
+        """Return ``start`` moved ``count`` billing periods forward.
+
+        The periods are always added to the original ``start`` date, so a
+        subscription started on 31 January bills on 28/29 February, 31 March,
+        30 April... and never drifts to the 28th.
+        """
+        self.ensure_one()
+        period = self._get_billing_period()
+        return start + relativedelta(
+            years=period.years * count,
+            months=period.months * count,
+            days=period.days * count,
+        )
+
+    def action_open_subscriptions(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "subscription_close.sale_subscription_action"
+        )
+        action["domain"] = [("plan_id", "=", self.id)]
+        action["context"] = {"default_plan_id": self.id}
+        return action

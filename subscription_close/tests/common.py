@@ -1,0 +1,77 @@
+from odoo.fields import Command
+from odoo.tests import new_test_user
+
+from odoo.addons.sale.tests.common import SaleCommon
+
+
+class SubscriptionCommon(SaleCommon):
+    """Plans, a subscription product, users of each kind and a helper to build
+    subscriptions. Built once per test class."""
+
+    @classmethod
+    def default_env_context(cls):
+        # Keep tracking and chatter on: closing is asserted in the chatter.
+        return {"mail_create_nosubscribe": True, "no_reset_password": True}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        Plan = cls.env["sale.subscription.plan"]
+        cls.plan_month = Plan.create(
+            {"name": "Monthly", "billing_period_unit": "month", "user_closable": True}
+        )
+        cls.plan_year = Plan.create({"name": "Yearly", "billing_period_unit": "year"})
+        cls.plan_week = Plan.create(
+            {"name": "Every 2 weeks", "billing_period_value": 2, "billing_period_unit": "week"}
+        )
+        cls.product_sub = cls.env["product.product"].create(
+            {
+                "name": "Support subscription",
+                "type": "service",
+                "recurring_invoice": True,
+                "invoice_policy": "order",
+                "list_price": 30.0,
+                "taxes_id": [Command.clear()],
+            }
+        )
+        cls.user_salesman = new_test_user(
+            cls.env,
+            login="sc_salesman",
+            groups="sales_team.group_sale_salesman_all_leads",
+        )
+        cls.user_salesman_own = new_test_user(
+            cls.env, login="sc_salesman_own", groups="sales_team.group_sale_salesman"
+        )
+        cls.user_manager = new_test_user(
+            cls.env, login="sc_manager", groups="sales_team.group_sale_manager"
+        )
+        cls.user_internal = new_test_user(cls.env, login="sc_internal", groups="base.group_user")
+        cls.customer = cls.env["res.partner"].create(
+            {"name": "Ada Customer", "email": "ada@example.com"}
+        )
+        cls.user_portal = new_test_user(
+            cls.env,
+            login="sc_portal",
+            password="sc_portal_pwd",
+            groups="base.group_portal",
+            partner_id=cls.customer.id,
+        )
+
+    @classmethod
+    def _create_subscription(cls, plan=None, partner=None, confirm=True, **values):
+        order = cls.env["sale.order"].create(
+            {
+                "partner_id": (partner or cls.customer).id,
+                "plan_id": (plan or cls.plan_month).id,
+                "order_line": [Command.create({"product_id": cls.product_sub.id})],
+                **values,
+            }
+        )
+        if confirm:
+            order.action_confirm()
+        return order
+
+    def flush_tracking(self):
+        """Run the tracking that Odoo runs at commit time."""
+        self.env.flush_all()
+        self.env.cr.flush()

@@ -1,0 +1,119 @@
+"""Checks of the addon that need no Odoo: they run everywhere, first."""
+
+import ast
+import csv
+import re
+from pathlib import Path
+
+import polib
+import pytest
+from lxml import etree
+
+ADDON = Path(__file__).resolve().parent.parent / "subscription_close"
+MANIFEST = ast.literal_eval((ADDON / "__manifest__.py").read_text())
+XML_FILES = sorted(p for p in ADDON.rglob("*.xml") if "static/lib" not in str(p))
+
+
+def _defined_models():
+    """Models whose ``_name`` the addon's Python code declares."""
+    names = set()
+    for path in ADDON.rglob("*.py"):
+        for match in re.finditer(r'^\s+_name = "([\w.]+)"', path.read_text(), re.MULTILINE):
+            names.add(match.group(1))
+    return names
+
+
+def _xml_ids():
+    """xml ids the addon's data and demo files declare (without module prefix)."""
+    ids = set()
+    for path in XML_FILES:
+        tree = etree.parse(str(path))
+        for node in tree.iter("record", "template", "menuitem"):
+            if node.get("id"):
+                ids.add(node.get("id"))
+    return ids
+
+
+def test_manifest_keys():
+    for key in ("name", "version", "license", "author", "depends", "data", "installable"):
+        assert key in MANIFEST, f"manifest lacks {key!r}"
+    assert re.fullmatch(r"19\.0\.\d+\.\d+\.\d+", MANIFEST["version"]), MANIFEST["version"]
+    assert MANIFEST["license"] == "LGPL-3"
+    assert "sale" in MANIFEST["depends"]
+    assert "description" not in MANIFEST, "use readme/DESCRIPTION.md, not a description key"
+
+
+@pytest.mark.parametrize("key", ["data", "demo"])
+def test_manifest_files_exist(key):
+    for name in MANIFEST.get(key, []):
+        assert (ADDON / name).is_file(), f"{key} file {name} does not exist"
+
+
+def test_assets_exist():
+    for bundle, files in MANIFEST.get("assets", {}).items():
+        for name in files:
+            name = name[1] if isinstance(name, tuple | list) else name
+            matches = list(ADDON.parent.glob(name))
+            assert matches, f"asset {name} of {bundle} matches no file"
+
+
+def test_every_data_file_is_listed():
+    listed = set(MANIFEST.get("data", [])) | set(MANIFEST.get("demo", []))
+    for folder in ("views", "security", "data", "demo", "wizard", "report"):
+        for path in (ADDON / folder).glob("*"):
+            if path.suffix in (".xml", ".csv"):
+                rel = str(path.relative_to(ADDON))
+                assert rel in listed, f"{rel} is not loaded by the manifest"
+
+
+@pytest.mark.parametrize("path", XML_FILES, ids=lambda p: str(p.relative_to(ADDON)))
+def test_xml_parses(path):
+    tree = etree.parse(str(path))
+    assert tree.getroot().tag in ("odoo", "templates", "t")
+
+
+def test_acl_csv_references_existing_models():
+    models = _defined_models()
+    path = ADDON / "security" / "ir.model.access.csv"
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows, "ir.model.access.csv is empty"
+    seen = set()
+    for row in rows:
+        assert row["id"] not in seen, f"duplicate ACL id {row['id']}"
+        seen.add(row["id"])
+        model_ref = row["model_id:id"]
+        if "." in model_ref:
+            continue  # a model of a dependency, e.g. sale.model_sale_order
+        model = model_ref.removeprefix("model_")
+        assert any(m.replace(".", "_") == model for m in models), (
+            f"ACL {row['id']} references {model_ref}, which the addon does not define"
+        )
+        assert row["group_id:id"], f"ACL {row['id']} has no group (global ACLs are not wanted)"
+    for model in models:
+        key = "model_" + model.replace(".", "_")
+        assert any(r["model_id:id"] == key for r in rows), f"model {model} has no ACL"
+
+
+def test_internal_references_exist():
+    """Every ref to this addon's own xml ids points to something declared."""
+    declared = _xml_ids()
+    for path in XML_FILES:
+        text = path.read_text()
+        for ref in re.findall(r"(?:ref=\"|ref\(')(subscription_close\.)?([\w]+)[\"']", text):
+            prefix, xml_id = ref
+            if prefix or "." not in xml_id:
+                if xml_id.startswith(("model_", "field_")):
+                    continue
+                assert xml_id in declared, f"{path.name}: unknown reference {xml_id}"
+
+
+def test_po_files_parse():
+    i18n = ADDON / "i18n"
+    files = sorted(i18n.glob("*.po*"))
+    for path in files:
+        catalog = polib.pofile(str(path))
+        if path.suffix == ".po":
+            assert catalog.percent_translated() == 100, (
+                f"{path.name}: untranslated {[e.msgid for e in catalog.untranslated_entries()]}"
+            )
