@@ -14,11 +14,20 @@
     "data": [
         "security/subscription_close_security.xml",
         "security/ir.model.access.csv",
+        "data/mail_message_subtype_data.xml",
+        "data/sale_order_close_reason_data.xml",
         "views/sale_subscription_plan_views.xml",
         "views/product_template_views.xml",
+        "views/sale_order_close_reason_views.xml",
+        "wizard/sale_order_close_views.xml",
         "views/sale_order_views.xml",
         "views/subscription_close_menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "subscription_close/static/tests/tours/*.js",
+        ],
+    },
     "demo": [
         "demo/subscription_close_demo.xml",
     ],

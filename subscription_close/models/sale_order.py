@@ -1,12 +1,21 @@
+import json
+
+from markupsafe import escape
+
 from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL, split_every
+from odoo.tools.mail import generate_tracking_message_id
 
 SUBSCRIPTION_STATES = [
     ("1_draft", "Quotation"),
     ("3_progress", "In Progress"),
     ("6_churn", "Churned"),
 ]
-# Subscription states of a confirmed order that is (still) running.
-SUBSCRIPTION_PROGRESS_STATES = ("3_progress",)
+# Fields whose change closing, reopening or cancelling a close logs in the chatter.
+CLOSE_TRACKED_FIELDS = ("subscription_state", "end_date", "close_reason_id")
+# Orders closed per chunk: each chunk costs a constant number of queries.
+CLOSE_CHUNK_SIZE = 1000
 
 
 class SaleOrder(models.Model):
@@ -52,6 +61,13 @@ class SaleOrder(models.Model):
         copy=False,
         tracking=True,
         help="Last day of the subscription.",
+    )
+    close_reason_id = fields.Many2one(
+        "sale.order.close.reason",
+        index="btree_not_null",
+        copy=False,
+        readonly=True,
+        tracking=True,
     )
 
     @api.depends("plan_id", "order_line.product_id.recurring_invoice")
@@ -108,11 +124,257 @@ class SaleOrder(models.Model):
         return res
 
     # ------------------------------------------------------------------
+    # Closing
+    # ------------------------------------------------------------------
+
+    def action_open_close_wizard(self):
+        """Open the Close Reason popup for the subscriptions of ``self``."""
+        self._check_can_close()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "subscription_close.sale_order_close_action"
+        )
+        action["context"] = {"dialog_size": "medium", "default_order_ids": self.ids}
+        return action
+
+    def _get_close_refusals(self):
+        """Return ``{order: why}`` for the orders of ``self`` that cannot be closed."""
+        _ = self.env._
+        refusals = {}
+        for order in self:
+            if not order.is_subscription:
+                refusals[order] = _("not a subscription")
+            elif order.subscription_state == "1_draft":
+                refusals[order] = _("still a quotation")
+            elif order.subscription_state == "6_churn":
+                refusals[order] = _("already closed")
+            elif order.subscription_state != "3_progress":
+                refusals[order] = _("not in progress")
+        return refusals
+
+    def _check_can_close(self):
+        refusals = self._get_close_refusals()
+        if refusals:
+            raise UserError(
+                self.env._(
+                    "Only subscriptions in progress can be closed. "
+                    "Nothing was closed because of:\n%(orders)s",
+                    orders="\n".join(
+                        f"- {order.display_name}: {why}" for order, why in refusals.items()
+                    ),
+                )
+            )
+
+    def _action_close(self, close_reason, *, author=None):
+        """Close the subscriptions of ``self`` today with ``close_reason``.
+
+        The one closing method: the Close popup (one or many orders), the
+        customer portal and the scheduled action all end here. It is
+        all-or-nothing (one order that cannot be closed and nothing changes)
+        and costs the same number of queries for one order or a thousand.
+
+        :param close_reason: ``sale.order.close.reason`` record
+        :param author: ``res.partner`` who closes (the customer, from the
+            portal): the message is then posted in their name and notifies
+            the followers; by default the current user, logged silently.
+        """
+        if not self:
+            return True
+        self.check_access("write")
+        self._check_can_close()
+        close_reason._check_usable_for(self)
+        closer = author or self.env.user.partner_id
+        self._subscription_change(
+            {
+                "subscription_state": "6_churn",
+                "end_date": self._subscription_today(),
+                "close_reason_id": close_reason.id,
+            },
+            self.env._(
+                "Subscription closed by %(name)s. Close Reason: %(reason)s",
+                name=closer.name,
+                reason=close_reason.name,
+            ),
+            author=author,
+            subtype_xmlid="subscription_close.mt_subscription_closed",
+        )
+        return True
+
+    def action_reopen(self):
+        """Put churned subscriptions back in progress."""
+        self.check_access("write")
+        not_churned = self.filtered(lambda o: o.subscription_state != "6_churn")
+        if not_churned:
+            raise UserError(
+                self.env._(
+                    "Only closed subscriptions can be reopened: %(orders)s",
+                    orders=", ".join(not_churned.mapped("display_name")),
+                )
+            )
+        self._subscription_change(
+            {"subscription_state": "3_progress", "end_date": False, "close_reason_id": False},
+            self.env._("Subscription reopened by %(name)s.", name=self.env.user.partner_id.name),
+        )
+        return True
+
+    # ------------------------------------------------------------------
     # Helpers
     # ------------------------------------------------------------------
+
+    def _subscription_change(self, vals, body, author=None, subtype_xmlid=None):
+        """Write ``vals`` (close fields only) on every order of ``self`` and
+        log ``body`` with the tracked changes in each chatter.
+
+        Orders are processed in chunks of ``CLOSE_CHUNK_SIZE``: each chunk
+        costs a constant number of queries (one UPDATE, one INSERT of notes,
+        one INSERT of tracking values), and the chunk's cache is released
+        before the next one so memory does not grow with the selection.
+        The ORM would write and insert 100 rows per query; the chunk is
+        written with SQL instead, then invalidated and marked as modified so
+        that anything computed from these fields is recomputed.
+
+        With an ``author`` (a customer acting from the portal) the message is
+        posted in their name with ``subtype_xmlid`` and notifies followers.
+        """
+        assert set(vals) <= set(CLOSE_TRACKED_FIELDS), vals
+        fnames = list(vals)
+        self.flush_recordset()
+        for chunk in split_every(CLOSE_CHUNK_SIZE, self.ids, self.browse):
+            initial_values = chunk._subscription_snapshot()
+            assignments = SQL(", ").join(
+                SQL("%s = %s", SQL.identifier(fname), vals[fname] or None) for fname in fnames
+            )
+            self.env.cr.execute(
+                SQL(
+                    "UPDATE sale_order SET %s, write_uid = %s, write_date = %s WHERE id = ANY(%s)",
+                    assignments,
+                    self.env.uid,
+                    self.env.cr.now(),
+                    chunk.ids,
+                )
+            )
+            chunk.invalidate_recordset([*fnames, "write_uid", "write_date"])
+            chunk.modified(fnames)
+            chunk._subscription_log(
+                body, initial_values, author=author, subtype_xmlid=subtype_xmlid
+            )
+            if len(self) > CLOSE_CHUNK_SIZE:
+                chunk.flush_recordset()
+                chunk.invalidate_recordset()
+                self.env["mail.message"].invalidate_model()
+        return True
+
+    def _subscription_snapshot(self):
+        """Values of the close fields before a change, for the chatter tracking."""
+        return {order.id: {f: order[f] for f in CLOSE_TRACKED_FIELDS} for order in self}
+
+    def _subscription_log(self, body, initial_values, author=None, subtype_xmlid=None):
+        """Log ``body`` with the tracked changes since ``initial_values`` on
+        every order of ``self``.
+
+        Without ``author``: one note per order, the same note
+        ``_message_log_batch`` would create, inserted in one query, and their
+        tracking values in a second one. With an ``author`` (a customer
+        acting from the portal): a message posted in their name, which
+        notifies the followers of the order.
+        """
+        tracked_fields = self.fields_get(
+            list(CLOSE_TRACKED_FIELDS), attributes=("string", "type", "selection", "currency_field")
+        )
+        tracking = {
+            order.id: order._mail_track(tracked_fields, initial_values[order.id])[1]
+            for order in self
+        }
+        if author:
+            for order in self:
+                order.message_post(
+                    body=body,
+                    author_id=author.id,
+                    message_type="notification",
+                    subtype_xmlid=subtype_xmlid or "mail.mt_note",
+                    tracking_value_ids=tracking[order.id],
+                )
+            return
+        author_id, email_from = self._message_compute_author()
+        message_values = {
+            "model": self._name,
+            "body": str(escape(body)),
+            "author_id": author_id,
+            "email_from": email_from,
+            "reply_to": self.env["mail.thread"]._notify_get_reply_to(
+                default=email_from, author_id=author_id
+            )[False],
+            "message_id": generate_tracking_message_id("message-notify"),
+            "message_type": "notification",
+            "subtype_id": self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_note"),
+            "is_internal": True,
+            "email_add_signature": False,
+            "date": self.env.cr.now(),
+        }
+        message_ids = _sql_insert_rows(
+            self.env,
+            "mail.message",
+            [dict(message_values, res_id=res_id) for res_id in self.ids],
+            returning="res_id",
+        )
+        _sql_insert_rows(
+            self.env,
+            "mail.tracking.value",
+            [
+                dict(command[2], mail_message_id=message_id)
+                for message_id, res_id in message_ids
+                for command in tracking[res_id]
+            ],
+        )
+        self.env["mail.message"].invalidate_model()
+        self.invalidate_recordset(["message_ids"])
 
     def _subscription_today(self):
         """Today in the timezone of the user, or of the company when the user
         has none (crons run as a user that may have no timezone)."""
         tz = self.env.user.tz or self.env.company.partner_id.tz or "UTC"
         return fields.Date.context_today(self.with_context(tz=tz))
+
+
+def _sql_insert_rows(env, model_name, rows, returning=None):
+    """Insert ``rows`` (dicts of column values) in the table of ``model_name``
+    with ONE query, whatever their number, and return
+    ``[(id, row[returning])]`` in insertion order when ``returning`` is given.
+
+    Only for plain stored columns of simple tables (chatter notes, tracking
+    values): no ORM default, compute or constraint runs, so the caller passes
+    every value and invalidates the cache afterwards. ``False`` is stored as
+    NULL except in boolean columns, as the ORM does.
+    """
+    if not rows:
+        return []
+    Model = env[model_name]
+    log_values = {
+        "create_uid": env.uid,
+        "create_date": env.cr.now(),
+        "write_uid": env.uid,
+        "write_date": env.cr.now(),
+    }
+    names = list(dict.fromkeys(name for row in [log_values, *rows] for name in row))
+    for name in names:
+        field = Model._fields[name]
+        assert field.store and field.column_type, f"{model_name}.{name} is not a column"
+    booleans = {name for name in names if Model._fields[name].type == "boolean"}
+    rows = [
+        {
+            name: value if (value is not False or name in booleans) else None
+            for name, value in {**log_values, **row}.items()
+        }
+        for row in rows
+    ]
+    columns = SQL(", ").join(SQL.identifier(name) for name in names)
+    query = SQL(
+        "INSERT INTO %(table)s (%(columns)s) "
+        "SELECT %(columns)s FROM jsonb_populate_recordset(NULL::%(table)s, %(rows)s::jsonb)",
+        table=SQL.identifier(Model._table),
+        columns=columns,
+        rows=json.dumps(rows, default=str),
+    )
+    if returning:
+        query = SQL("%s RETURNING id, %s", query, SQL.identifier(returning))
+    env.cr.execute(query)
+    return env.cr.fetchall() if returning else []

@@ -1,3 +1,6 @@
+from contextlib import contextmanager
+
+from odoo.exceptions import UserError
 from odoo.fields import Command
 from odoo.tests import new_test_user
 
@@ -75,3 +78,11 @@ class SubscriptionCommon(SaleCommon):
         """Run the tracking that Odoo runs at commit time."""
         self.env.flush_all()
         self.env.cr.flush()
+
+    @contextmanager
+    def assertRaisesText(self, text, exception=UserError):
+        """``assertRaises`` (which rolls back to a savepoint) that also checks
+        the message shown to the user."""
+        with self.assertRaises(exception) as caught:
+            yield caught
+        self.assertIn(text, str(caught.exception))

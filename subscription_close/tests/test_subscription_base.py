@@ -142,7 +142,7 @@ class TestSubscriptionOrder(SubscriptionCommon):
         )
         self.assertTrue(order.is_subscription)
         self.assertEqual(order.subscription_state, "1_draft")
-        with self.assertRaisesRegex(UserError, "Choose a recurring plan"):
+        with self.assertRaisesText("Choose a recurring plan", UserError):
             order.action_confirm()
         self.assertEqual(order.state, "draft")
         order.plan_id = self.plan_month

@@ -1,0 +1,137 @@
+from odoo import api, fields, models
+from odoo.exceptions import UserError, ValidationError
+from odoo.tools import SQL
+
+
+class SaleOrderCloseReason(models.Model):
+    _name = "sale.order.close.reason"
+    _description = "Close Reason"
+    _order = "sequence, id"
+
+    name = fields.Char(string="Reason", required=True, translate=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True)
+    visible_in_portal = fields.Boolean(
+        string="Visible in portal",
+        default=True,
+        help="Customers may pick this reason when they close a subscription from the portal.",
+    )
+    is_protected = fields.Boolean(
+        string="Protected",
+        readonly=True,
+        copy=False,
+        help="System reason used by the addon itself: it cannot be deleted nor archived "
+        "and is never offered to customers.",
+    )
+    company_id = fields.Many2one(
+        "res.company",
+        index=True,
+        help="Leave empty to offer the reason in every company.",
+    )
+    subscription_count = fields.Integer(
+        string="Subscriptions",
+        compute="_compute_subscription_count",
+    )
+
+    @api.constrains("name")
+    def _check_name_unique_per_language(self):
+        """Two reasons may not show the same name (case-insensitive) in any
+        installed language, fallback to English included."""
+        langs = [code for code, _name in self.env["res.lang"].get_installed()]
+        self.flush_model(["name"])
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT reason.id, other.id
+                  FROM sale_order_close_reason reason
+                  JOIN sale_order_close_reason other ON other.id != reason.id
+            CROSS JOIN unnest(%(langs)s::text[]) AS lang(code)
+                 WHERE reason.id IN %(ids)s
+                   AND lower(COALESCE(reason.name->>lang.code, reason.name->>'en_US'))
+                     = lower(COALESCE(other.name->>lang.code, other.name->>'en_US'))
+                 LIMIT 1
+                """,
+                langs=langs,
+                ids=tuple(self.ids),
+            )
+        )
+        duplicate = self.env.cr.fetchone()
+        if duplicate:
+            reason = self.browse(duplicate[0])
+            raise ValidationError(
+                self.env._(
+                    'A close reason named "%(name)s" already exists (it may be archived).',
+                    name=reason.name,
+                )
+            )
+
+    def _compute_subscription_count(self):
+        counts = dict(
+            self.env["sale.order"]._read_group(
+                [("close_reason_id", "in", self.ids)],
+                ["close_reason_id"],
+                ["__count"],
+            )
+        )
+        for reason in self:
+            reason.subscription_count = counts.get(reason, 0)
+
+    def _check_usable_for(self, orders):
+        """Raise a ``UserError`` unless ``self`` may close ``orders``."""
+        if len(self) != 1:
+            raise UserError(self.env._("Choose one close reason."))
+        if not self.active:
+            raise UserError(
+                self.env._(
+                    'The close reason "%(reason)s" is archived: choose another one.',
+                    reason=self.name,
+                )
+            )
+        if self.company_id and any(order.company_id != self.company_id for order in orders):
+            raise UserError(
+                self.env._(
+                    'The close reason "%(reason)s" belongs to %(company)s only.',
+                    reason=self.name,
+                    company=self.company_id.name,
+                )
+            )
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_protected(self):
+        protected = self.filtered("is_protected")
+        if protected:
+            raise UserError(
+                self.env._(
+                    "System close reasons cannot be deleted: %(reasons)s.",
+                    reasons=", ".join(protected.mapped("name")),
+                )
+            )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if any(vals.get("is_protected") for vals in vals_list) and not self.env.su:
+            raise UserError(self.env._("Only the system can create protected close reasons."))
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if "is_protected" in vals and not self.env.su:
+            raise UserError(self.env._("Only the system can protect or unprotect a close reason."))
+        if vals.get("active") is False:
+            protected = self.filtered("is_protected")
+            if protected:
+                raise UserError(
+                    self.env._(
+                        "System close reasons cannot be archived: %(reasons)s.",
+                        reasons=", ".join(protected.mapped("name")),
+                    )
+                )
+        return super().write(vals)
+
+    def action_open_subscriptions(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "subscription_close.sale_subscription_action"
+        )
+        action["domain"] = [("close_reason_id", "=", self.id)]
+        action["context"] = {"create": False}
+        return action
