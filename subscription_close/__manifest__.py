@@ -21,6 +21,7 @@
         "views/sale_order_close_reason_views.xml",
         "wizard/sale_order_close_views.xml",
         "views/sale_order_views.xml",
+        "views/sale_portal_templates.xml",
         "views/subscription_close_menus.xml",
     ],
     "assets": {

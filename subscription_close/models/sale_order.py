@@ -138,17 +138,16 @@ class SaleOrder(models.Model):
 
     def _get_close_refusals(self):
         """Return ``{order: why}`` for the orders of ``self`` that cannot be closed."""
-        _ = self.env._
         refusals = {}
         for order in self:
             if not order.is_subscription:
-                refusals[order] = _("not a subscription")
+                refusals[order] = self.env._("not a subscription")
             elif order.subscription_state == "1_draft":
-                refusals[order] = _("still a quotation")
+                refusals[order] = self.env._("still a quotation")
             elif order.subscription_state == "6_churn":
-                refusals[order] = _("already closed")
+                refusals[order] = self.env._("already closed")
             elif order.subscription_state != "3_progress":
-                refusals[order] = _("not in progress")
+                refusals[order] = self.env._("not in progress")
         return refusals
 
     def _check_can_close(self):
@@ -215,6 +214,45 @@ class SaleOrder(models.Model):
             self.env._("Subscription reopened by %(name)s.", name=self.env.user.partner_id.name),
         )
         return True
+
+    # ------------------------------------------------------------------
+    # Portal
+    # ------------------------------------------------------------------
+
+    def _is_portal_closable(self):
+        """Whether the customer may close this subscription from the portal."""
+        self.ensure_one()
+        return bool(
+            self.is_subscription
+            and self.subscription_state == "3_progress"
+            and self.plan_id.user_closable
+        )
+
+    def _get_portal_close_reasons(self):
+        """The reasons a customer may pick for this subscription: active,
+        visible in the portal, not protected, of the order's company or
+        shared. The portal offers these and accepts nothing else."""
+        self.ensure_one()
+        return (
+            self.env["sale.order.close.reason"]
+            .sudo()
+            .search(
+                [
+                    ("visible_in_portal", "=", True),
+                    ("is_protected", "=", False),
+                    ("company_id", "in", [False, self.company_id.id]),
+                ]
+            )
+        )
+
+    def _get_portal_subscription_status(self):
+        """(label, bootstrap colour) of the subscription badge in the portal."""
+        self.ensure_one()
+        if self.subscription_state == "6_churn":
+            return self.env._("Closed"), "danger"
+        if self.subscription_state == "3_progress":
+            return self.env._("In Progress"), "success"
+        return self.env._("Quotation"), "info"
 
     # ------------------------------------------------------------------
     # Helpers

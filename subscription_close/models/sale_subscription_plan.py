@@ -52,21 +52,20 @@ class SaleSubscriptionPlan(models.Model):
 
     @api.depends("billing_period_value", "billing_period_unit")
     def _compute_billing_period_display(self):
-        _ = self.env._
         for plan in self:
             value, unit = plan.billing_period_value, plan.billing_period_unit
             if value == 1:
                 label = {
-                    "week": _("Weekly"),
-                    "month": _("Monthly"),
-                    "year": _("Yearly"),
+                    "week": self.env._("Weekly"),
+                    "month": self.env._("Monthly"),
+                    "year": self.env._("Yearly"),
                 }.get(unit, "")
             elif unit == "week":
-                label = _("Every %(count)s weeks", count=value)
+                label = self.env._("Every %(count)s weeks", count=value)
             elif unit == "month":
-                label = _("Every %(count)s months", count=value)
+                label = self.env._("Every %(count)s months", count=value)
             elif unit == "year":
-                label = _("Every %(count)s years", count=value)
+                label = self.env._("Every %(count)s years", count=value)
             else:
                 label = ""
             plan.billing_period_display = label

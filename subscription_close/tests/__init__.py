@@ -3,3 +3,4 @@ from . import test_close_backend
 from . import test_performance
 from . import test_ui
 from . import test_i18n
+from . import test_portal

@@ -18,3 +18,19 @@ class TestSubscriptionUi(HttpCase, SubscriptionCommon):
             order.close_reason_id, self.env.ref("subscription_close.close_reason_too_expensive")
         )
         self.assertIn("Close Reason: Too expensive", order.message_ids[0].body)
+
+    def test_portal_close_tour(self):
+        order = self._create_subscription()
+        self.start_tour(
+            f"/my/orders/{order.id}",
+            "subscription_close_portal_tour",
+            login=self.user_portal.login,
+        )
+        self.assertEqual(order.subscription_state, "6_churn")
+        self.assertEqual(
+            order.close_reason_id, self.env.ref("subscription_close.close_reason_not_needed")
+        )
+        closed_subtype = self.env.ref("subscription_close.mt_subscription_closed")
+        message = order.message_ids.filtered(lambda m: m.subtype_id == closed_subtype)
+        self.assertEqual(message.author_id, self.customer)
+        self.assertIn("Close Reason: No longer needed", message.body)

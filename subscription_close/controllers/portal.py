@@ -1,0 +1,198 @@
+from odoo import http
+from odoo.exceptions import AccessError, MissingError
+from odoo.http import request
+
+from odoo.addons.portal.controllers.portal import pager as portal_pager
+from odoo.addons.sale.controllers.portal import CustomerPortal
+
+
+class SubscriptionPortal(CustomerPortal):
+    """Customer portal of subscriptions: the list, the subscription block of
+    the order page, and closing a subscription.
+
+    Nothing that comes from the browser is trusted: the order is looked up
+    with the portal access rules (or its access token), the reason must be
+    one of those the server offers for this very order, and any unexpected
+    field refuses the request. Refusals change nothing and say why on the
+    page."""
+
+    # ------------------------------------------------------------------
+    # Home and list
+    # ------------------------------------------------------------------
+
+    def _prepare_home_portal_values(self, counters):
+        values = super()._prepare_home_portal_values(counters)
+        if "subscription_count" in counters:
+            SaleOrder = request.env["sale.order"]
+            partner = request.env.user.partner_id
+            values["subscription_count"] = (
+                SaleOrder.search_count(self._prepare_subscriptions_domain(partner))
+                if SaleOrder.has_access("read")
+                else 0
+            )
+        return values
+
+    def _prepare_subscriptions_domain(self, partner):
+        return [
+            ("partner_id", "child_of", [partner.commercial_partner_id.id]),
+            ("is_subscription", "=", True),
+            ("subscription_state", "in", ("3_progress", "6_churn")),
+        ]
+
+    def _get_subscription_searchbar_sortings(self):
+        return {
+            "date": {"label": request.env._("Start Date"), "order": "start_date desc, id desc"},
+            "name": {"label": request.env._("Reference"), "order": "name asc, id asc"},
+            "next_invoice": {
+                "label": request.env._("Next Invoice Date"),
+                "order": "next_invoice_date asc, id asc",
+            },
+            "state": {"label": request.env._("Status"), "order": "subscription_state asc, id desc"},
+        }
+
+    @http.route(
+        ["/my/subscriptions", "/my/subscriptions/page/<int:page>"],
+        type="http",
+        auth="user",
+        website=True,
+        readonly=True,
+    )
+    def portal_my_subscriptions(self, page=1, sortby=None, **kw):
+        SaleOrder = request.env["sale.order"]
+        values = self._prepare_portal_layout_values()
+        partner = request.env.user.partner_id
+        domain = self._prepare_subscriptions_domain(partner)
+        sortings = self._get_subscription_searchbar_sortings()
+        if sortby not in sortings:
+            sortby = "date"
+        can_read = SaleOrder.has_access("read")
+        pager = portal_pager(
+            url="/my/subscriptions",
+            url_args={"sortby": sortby},
+            total=SaleOrder.search_count(domain) if can_read else 0,
+            page=page,
+            step=self._items_per_page,
+        )
+        subscriptions = (
+            SaleOrder.search(
+                domain,
+                order=sortings[sortby]["order"],
+                limit=self._items_per_page,
+                offset=pager["offset"],
+            )
+            if can_read
+            else SaleOrder
+        )
+        request.session["my_orders_history"] = subscriptions.ids[:100]
+        values.update(
+            {
+                "subscriptions": subscriptions.sudo(),
+                "page_name": "subscription",
+                "pager": pager,
+                "default_url": "/my/subscriptions",
+                "searchbar_sortings": sortings,
+                "sortby": sortby,
+            }
+        )
+        return request.render("subscription_close.portal_my_subscriptions", values)
+
+    # ------------------------------------------------------------------
+    # Order page
+    # ------------------------------------------------------------------
+
+    def _sale_order_get_page_view_values(
+        self, order_sudo, access_token, values, history_session_key, **kwargs
+    ):
+        values = super()._sale_order_get_page_view_values(
+            order_sudo, access_token, values, history_session_key, **kwargs
+        )
+        if order_sudo.is_subscription:
+            values["subscription_alert"] = self._get_subscription_alert(
+                order_sudo, kwargs.get("subscription_message")
+            )
+            values["close_reasons"] = (
+                order_sudo._get_portal_close_reasons()
+                if order_sudo._is_portal_closable()
+                else order_sudo.env["sale.order.close.reason"]
+            )
+        return values
+
+    def _get_subscription_alert(self, order_sudo, code):
+        """The (level, text) shown on the order page for ``code``; the text is
+        chosen here, never taken from the browser."""
+        env = request.env
+        if code == "closed":
+            text = env._("Your subscription is closed. Thank you for having been with us.")
+        elif code == "already_closed":
+            text = env._("This subscription is already closed.")
+        elif code == "not_closable":
+            text = env._("This subscription cannot be closed from the portal: please contact us.")
+        elif code == "invalid_reason":
+            text = env._("Please choose one of the proposed reasons.")
+        elif code == "invalid_request":
+            text = env._("The request was not understood: nothing was changed.")
+        else:
+            return None
+        level = {"closed": "success", "already_closed": "warning"}.get(code, "danger")
+        return level, text
+
+    # ------------------------------------------------------------------
+    # Closing
+    # ------------------------------------------------------------------
+
+    def _subscription_redirect(self, order_sudo, code):
+        return request.redirect(
+            order_sudo.get_portal_url(query_string=f"&subscription_message={code}")
+        )
+
+    def _subscription_access_error(self):
+        return request.render(
+            "subscription_close.portal_subscription_error",
+            {"page_name": "subscription"},
+            status=403,
+        )
+
+    def _subscription_author(self, order_sudo):
+        if request.env.user._is_public():
+            return order_sudo.partner_id
+        return request.env.user.partner_id
+
+    @http.route(
+        "/my/subscriptions/<int:order_id>/close",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        website=True,
+    )
+    def portal_subscription_close(
+        self, order_id, access_token=None, close_reason_id=None, **kwargs
+    ):
+        try:
+            order_sudo = self._document_check_access(
+                "sale.order", order_id, access_token=access_token
+            )
+        except (AccessError, MissingError):
+            return self._subscription_access_error()
+        if not order_sudo.is_subscription:
+            return self._subscription_access_error()
+        if kwargs:
+            return self._subscription_redirect(order_sudo, "invalid_request")
+        if order_sudo.subscription_state == "6_churn":
+            return self._subscription_redirect(order_sudo, "already_closed")
+        if not order_sudo._is_portal_closable():
+            return self._subscription_redirect(order_sudo, "not_closable")
+        reason = self._subscription_portal_reason(order_sudo, close_reason_id)
+        if not reason:
+            return self._subscription_redirect(order_sudo, "invalid_reason")
+        order_sudo._action_close(reason, author=self._subscription_author(order_sudo))
+        return self._subscription_redirect(order_sudo, "closed")
+
+    def _subscription_portal_reason(self, order_sudo, close_reason_id):
+        """The reason the customer picked, if it is one the portal offers for
+        this order; an empty recordset otherwise."""
+        reasons = order_sudo._get_portal_close_reasons()
+        try:
+            reason_id = int(close_reason_id)
+        except (TypeError, ValueError):
+            return reasons.browse()
+        return reasons.filtered(lambda reason: reason.id == reason_id)
