@@ -16,6 +16,8 @@
         "security/ir.model.access.csv",
         "data/mail_message_subtype_data.xml",
         "data/sale_order_close_reason_data.xml",
+        "data/mail_template_data.xml",
+        "data/ir_cron_data.xml",
         "views/sale_subscription_plan_views.xml",
         "views/product_template_views.xml",
         "views/sale_order_close_reason_views.xml",

@@ -1,6 +1,7 @@
 from odoo import http
 from odoo.exceptions import AccessError, MissingError
 from odoo.http import request
+from odoo.tools import format_date
 
 from odoo.addons.portal.controllers.portal import pager as portal_pager
 from odoo.addons.sale.controllers.portal import CustomerPortal
@@ -110,11 +111,14 @@ class SubscriptionPortal(CustomerPortal):
             values["subscription_alert"] = self._get_subscription_alert(
                 order_sudo, kwargs.get("subscription_message")
             )
+            closable = order_sudo._is_portal_closable()
             values["close_reasons"] = (
                 order_sudo._get_portal_close_reasons()
-                if order_sudo._is_portal_closable()
+                if closable
                 else order_sudo.env["sale.order.close.reason"]
             )
+            values["portal_close_date"] = closable and order_sudo._get_portal_close_date()
+            values["portal_keepable"] = order_sudo._is_portal_keepable()
         return values
 
     def _get_subscription_alert(self, order_sudo, code):
@@ -123,6 +127,21 @@ class SubscriptionPortal(CustomerPortal):
         env = request.env
         if code == "closed":
             text = env._("Your subscription is closed. Thank you for having been with us.")
+        elif code == "closing" and order_sudo.is_closing:
+            text = env._(
+                "Your subscription will close on %(date)s. Until then it goes on, and you "
+                "can still keep it.",
+                date=format_date(env, order_sudo.end_date),
+            )
+        elif code == "kept":
+            text = env._("Your subscription goes on. Thank you for staying with us.")
+        elif code == "not_closing":
+            text = env._("This subscription has no scheduled closing.")
+        elif code == "not_keepable":
+            text = env._(
+                "The closing of this subscription cannot be cancelled from the portal: "
+                "please contact us."
+            )
         elif code == "already_closed":
             text = env._("This subscription is already closed.")
         elif code == "not_closable":
@@ -133,7 +152,13 @@ class SubscriptionPortal(CustomerPortal):
             text = env._("The request was not understood: nothing was changed.")
         else:
             return None
-        level = {"closed": "success", "already_closed": "warning"}.get(code, "danger")
+        level = {
+            "closed": "success",
+            "closing": "success",
+            "kept": "success",
+            "already_closed": "warning",
+            "not_closing": "warning",
+        }.get(code, "danger")
         return level, text
 
     # ------------------------------------------------------------------
@@ -184,8 +209,40 @@ class SubscriptionPortal(CustomerPortal):
         reason = self._subscription_portal_reason(order_sudo, close_reason_id)
         if not reason:
             return self._subscription_redirect(order_sudo, "invalid_reason")
-        order_sudo._action_close(reason, author=self._subscription_author(order_sudo))
-        return self._subscription_redirect(order_sudo, "closed")
+        order_sudo._action_close(
+            reason,
+            close_date=order_sudo._get_portal_close_date(),
+            author=self._subscription_author(order_sudo),
+        )
+        return self._subscription_redirect(
+            order_sudo, "closing" if order_sudo.is_closing else "closed"
+        )
+
+    @http.route(
+        "/my/subscriptions/<int:order_id>/keep",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        website=True,
+    )
+    def portal_subscription_keep(self, order_id, access_token=None, **kwargs):
+        """Cancel the scheduled closing of a subscription ("Keep my subscription")."""
+        try:
+            order_sudo = self._document_check_access(
+                "sale.order", order_id, access_token=access_token
+            )
+        except (AccessError, MissingError):
+            return self._subscription_access_error()
+        if not order_sudo.is_subscription:
+            return self._subscription_access_error()
+        if kwargs:
+            return self._subscription_redirect(order_sudo, "invalid_request")
+        if not order_sudo.is_closing:
+            return self._subscription_redirect(order_sudo, "not_closing")
+        if not order_sudo._is_portal_keepable():
+            return self._subscription_redirect(order_sudo, "not_keepable")
+        order_sudo._action_cancel_close(author=self._subscription_author(order_sudo))
+        return self._subscription_redirect(order_sudo, "kept")
 
     def _subscription_portal_reason(self, order_sudo, close_reason_id):
         """The reason the customer picked, if it is one the portal offers for

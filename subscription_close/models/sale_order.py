@@ -1,10 +1,12 @@
 import json
 
+from dateutil.relativedelta import relativedelta
 from markupsafe import escape
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL, split_every
+from odoo.fields import Domain
+from odoo.tools import SQL, format_date, split_every
 from odoo.tools.mail import generate_tracking_message_id
 
 SUBSCRIPTION_STATES = [
@@ -14,6 +16,8 @@ SUBSCRIPTION_STATES = [
 ]
 # Fields whose change closing, reopening or cancelling a close logs in the chatter.
 CLOSE_TRACKED_FIELDS = ("subscription_state", "end_date", "close_reason_id")
+# Fields the closing methods write (with SQL, see _subscription_change).
+CLOSE_WRITTEN_FIELDS = (*CLOSE_TRACKED_FIELDS, "close_mail_to_send")
 # Orders closed per chunk: each chunk costs a constant number of queries.
 CLOSE_CHUNK_SIZE = 1000
 
@@ -69,6 +73,25 @@ class SaleOrder(models.Model):
         readonly=True,
         tracking=True,
     )
+    is_closing = fields.Boolean(
+        string="Closing",
+        compute="_compute_is_closing",
+        search="_search_is_closing",
+        help="In progress, with a closing scheduled on its end date.",
+    )
+    subscription_badge = fields.Selection(
+        [*SUBSCRIPTION_STATES[:2], ("4_closing", "Closing"), *SUBSCRIPTION_STATES[2:]],
+        string="Subscription",
+        compute="_compute_subscription_badge",
+        help="Subscription status, with Closing for subscriptions whose closing is scheduled.",
+    )
+    close_mail_to_send = fields.Selection(
+        [("closed", "Closed"), ("scheduled", "Closing scheduled")],
+        string="Closure Email to Send",
+        copy=False,
+        readonly=True,
+        help="Closure email waiting to be sent to the customer by the scheduled action.",
+    )
 
     @api.depends("plan_id", "order_line.product_id.recurring_invoice")
     def _compute_is_subscription(self):
@@ -86,6 +109,22 @@ class SaleOrder(models.Model):
                 order.subscription_state = "1_draft"
             elif order.subscription_state in (False, "1_draft"):
                 order.subscription_state = "3_progress"
+
+    @api.depends("subscription_state", "end_date")
+    def _compute_is_closing(self):
+        for order in self:
+            order.is_closing = order.subscription_state == "3_progress" and bool(order.end_date)
+
+    def _search_is_closing(self, operator, value):
+        if operator not in ("=", "!=") or not isinstance(value, bool):
+            return NotImplemented
+        domain = Domain("subscription_state", "=", "3_progress") & Domain("end_date", "!=", False)
+        return domain if (operator == "=") == value else ~domain
+
+    @api.depends("subscription_state", "is_closing")
+    def _compute_subscription_badge(self):
+        for order in self:
+            order.subscription_badge = "4_closing" if order.is_closing else order.subscription_state
 
     @api.depends("start_date", "plan_id.billing_period_value", "plan_id.billing_period_unit")
     def _compute_next_invoice_date(self):
@@ -163,15 +202,22 @@ class SaleOrder(models.Model):
                 )
             )
 
-    def _action_close(self, close_reason, *, author=None):
-        """Close the subscriptions of ``self`` today with ``close_reason``.
+    def _action_close(self, close_reason=None, *, close_date=None, author=None):
+        """Close the subscriptions of ``self``: the one closing method.
 
-        The one closing method: the Close popup (one or many orders), the
-        customer portal and the scheduled action all end here. It is
-        all-or-nothing (one order that cannot be closed and nothing changes)
-        and costs the same number of queries for one order or a thousand.
+        The Close popup (one or many orders), the customer portal and the
+        scheduled action all end here. It is all-or-nothing (one order that
+        cannot be closed and nothing changes) and costs the same number of
+        queries for one order or a thousand.
 
-        :param close_reason: ``sale.order.close.reason`` record
+        :param close_reason: ``sale.order.close.reason``; ``None`` (the
+            scheduled action) keeps each order's reason, or uses the protected
+            "Subscription expired" reason when it has none.
+        :param close_date: when the subscriptions stop: ``None`` for today, a
+            ``date``, or ``{order_id: date}``. A date after today schedules the
+            closing: the subscription stays In Progress, with that end date
+            and the reason, until the scheduled action closes it; a date up to
+            today closes it now, with that end date.
         :param author: ``res.partner`` who closes (the customer, from the
             portal): the message is then posted in their name and notifies
             the followers; by default the current user, logged silently.
@@ -180,22 +226,57 @@ class SaleOrder(models.Model):
             return True
         self.check_access("write")
         self._check_can_close()
-        close_reason._check_usable_for(self)
-        closer = author or self.env.user.partner_id
+        if close_reason is not None:
+            close_reason._check_usable_for(self)
+        today = self._subscription_today()
+        if isinstance(close_date, dict):
+            end_dates = {order.id: close_date.get(order.id) or today for order in self}
+        else:
+            end_dates = dict.fromkeys(self.ids, close_date or today)
+        expired_reason = self.env.ref("subscription_close.close_reason_expired")
+        closer = (author or self.env.user.partner_id).name
+        vals_by_id, body_by_id = {}, {}
+        for order in self:
+            end_date = end_dates[order.id]
+            reason = close_reason or order.close_reason_id or expired_reason
+            scheduled = end_date > today
+            mail = (
+                (scheduled and "scheduled" or "closed") if order.plan_id.send_close_mail else False
+            )
+            vals_by_id[order.id] = {
+                "subscription_state": "3_progress" if scheduled else "6_churn",
+                "end_date": end_date,
+                "close_reason_id": reason.id,
+                "close_mail_to_send": mail,
+            }
+            if scheduled:
+                body = self.env._(
+                    "Closing scheduled by %(name)s: the subscription will close on "
+                    "%(date)s. Close Reason: %(reason)s",
+                    name=closer,
+                    date=format_date(self.env, end_date),
+                    reason=reason.name,
+                )
+            elif close_reason is None:
+                body = self.env._(
+                    "Subscription closed on its end date. Close Reason: %(reason)s",
+                    reason=reason.name,
+                )
+            else:
+                body = self.env._(
+                    "Subscription closed by %(name)s. Close Reason: %(reason)s",
+                    name=closer,
+                    reason=reason.name,
+                )
+            body_by_id[order.id] = body
         self._subscription_change(
-            {
-                "subscription_state": "6_churn",
-                "end_date": self._subscription_today(),
-                "close_reason_id": close_reason.id,
-            },
-            self.env._(
-                "Subscription closed by %(name)s. Close Reason: %(reason)s",
-                name=closer.name,
-                reason=close_reason.name,
-            ),
+            vals_by_id,
+            body_by_id,
             author=author,
             subtype_xmlid="subscription_close.mt_subscription_closed",
         )
+        if any(vals["close_mail_to_send"] for vals in vals_by_id.values()):
+            self.env.ref("subscription_close.ir_cron_send_close_mails")._trigger()
         return True
 
     def action_reopen(self):
@@ -209,11 +290,118 @@ class SaleOrder(models.Model):
                     orders=", ".join(not_churned.mapped("display_name")),
                 )
             )
+        body = self.env._("Subscription reopened by %(name)s.", name=self.env.user.partner_id.name)
+        vals = {
+            "subscription_state": "3_progress",
+            "end_date": False,
+            "close_reason_id": False,
+            "close_mail_to_send": False,
+        }
         self._subscription_change(
-            {"subscription_state": "3_progress", "end_date": False, "close_reason_id": False},
-            self.env._("Subscription reopened by %(name)s.", name=self.env.user.partner_id.name),
+            {order_id: vals for order_id in self.ids}, dict.fromkeys(self.ids, body)
         )
         return True
+
+    def action_cancel_close(self):
+        """Cancel the scheduled closing of subscriptions (backend button)."""
+        return self._action_cancel_close()
+
+    def _action_cancel_close(self, author=None):
+        """Cancel the scheduled closing of the subscriptions of ``self``: they
+        stay In Progress, without end date nor close reason. ``author`` as
+        for :meth:`_action_close` (the customer keeping their subscription)."""
+        if not self:
+            return True
+        self.check_access("write")
+        not_closing = self.filtered(lambda o: not o.is_closing)
+        if not_closing:
+            raise UserError(
+                self.env._(
+                    "These subscriptions have no scheduled closing to cancel: %(orders)s",
+                    orders=", ".join(not_closing.mapped("display_name")),
+                )
+            )
+        body = self.env._(
+            "Scheduled closing cancelled by %(name)s: the subscription goes on.",
+            name=(author or self.env.user.partner_id).name,
+        )
+        vals = {"end_date": False, "close_reason_id": False, "close_mail_to_send": False}
+        self._subscription_change(
+            {order_id: vals for order_id in self.ids},
+            dict.fromkeys(self.ids, body),
+            author=author,
+            subtype_xmlid="subscription_close.mt_subscription_closed",
+        )
+        return True
+
+    def _get_period_end_dates(self):
+        """``{order_id: date}``: the last day of the billing period that
+        contains today, i.e. the day before the next invoice date (or before
+        the next period boundary when the next invoice date is already past)."""
+        today = self._subscription_today()
+        end_dates = {}
+        for order in self:
+            boundary = order.next_invoice_date
+            if order.plan_id and order.start_date and (not boundary or boundary <= today):
+                count = 1
+                boundary = order.plan_id._add_periods(order.start_date, count)
+                while boundary <= today:
+                    count += 1
+                    boundary = order.plan_id._add_periods(order.start_date, count)
+            end_dates[order.id] = boundary - relativedelta(days=1) if boundary else today
+        return end_dates
+
+    # ------------------------------------------------------------------
+    # Scheduled actions
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _cron_close_expired(self, batch_size=CLOSE_CHUNK_SIZE):
+        """Close the subscriptions whose end date has passed.
+
+        Batches of ``batch_size`` orders, each locked with SKIP LOCKED so that
+        two workers never close the same order, each closed in a constant
+        number of queries and committed with the cron progress. Running it
+        twice closes nothing more: closed subscriptions are no longer due.
+        """
+        domain = [
+            ("subscription_state", "=", "3_progress"),
+            ("end_date", "<", self._subscription_today()),
+        ]
+        while True:
+            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update()
+            if not orders:
+                break
+            orders._action_close(close_date={order.id: order.end_date for order in orders})
+            remaining = self.search_count(domain) if len(orders) == batch_size else 0
+            time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
+            if not remaining or not time_left:
+                break
+
+    @api.model
+    def _cron_send_close_mails(self, batch_size=50):
+        """Send the closure emails waiting on subscriptions, in batches
+        committed with the cron progress."""
+        templates = {
+            "closed": self.env.ref("subscription_close.mail_template_subscription_closed"),
+            "scheduled": self.env.ref("subscription_close.mail_template_subscription_closing"),
+        }
+        domain = [("close_mail_to_send", "!=", False)]
+        while True:
+            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update()
+            if not orders:
+                break
+            for order in orders:
+                order.message_post_with_source(
+                    templates[order.close_mail_to_send],
+                    subtype_xmlid="mail.mt_comment",
+                    email_layout_xmlid="mail.mail_notification_light",
+                )
+            orders.write({"close_mail_to_send": False})
+            remaining = self.search_count(domain) if len(orders) == batch_size else 0
+            time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
+            if not remaining or not time_left:
+                break
 
     # ------------------------------------------------------------------
     # Portal
@@ -225,8 +413,28 @@ class SaleOrder(models.Model):
         return bool(
             self.is_subscription
             and self.subscription_state == "3_progress"
+            and not self.is_closing
             and self.plan_id.user_closable
         )
+
+    def _is_portal_keepable(self):
+        """Whether the customer may cancel the scheduled closing from the
+        portal: same rules as closing, and not a closing the company decided
+        with a protected reason."""
+        self.ensure_one()
+        return bool(
+            self.is_subscription
+            and self.is_closing
+            and self.plan_id.user_closable
+            and not self.close_reason_id.is_protected
+        )
+
+    def _get_portal_close_date(self):
+        """The date a close from the portal takes effect, per the plan."""
+        self.ensure_one()
+        if self.plan_id.user_closable_options == "end_of_period":
+            return self._get_period_end_dates()[self.id]
+        return self._subscription_today()
 
     def _get_portal_close_reasons(self):
         """The reasons a customer may pick for this subscription: active,
@@ -250,6 +458,8 @@ class SaleOrder(models.Model):
         self.ensure_one()
         if self.subscription_state == "6_churn":
             return self.env._("Closed"), "danger"
+        if self.is_closing:
+            return self.env._("Closing"), "warning"
         if self.subscription_state == "3_progress":
             return self.env._("In Progress"), "success"
         return self.env._("Quotation"), "info"
@@ -258,9 +468,10 @@ class SaleOrder(models.Model):
     # Helpers
     # ------------------------------------------------------------------
 
-    def _subscription_change(self, vals, body, author=None, subtype_xmlid=None):
-        """Write ``vals`` (close fields only) on every order of ``self`` and
-        log ``body`` with the tracked changes in each chatter.
+    def _subscription_change(self, vals_by_id, body_by_id, author=None, subtype_xmlid=None):
+        """Write ``vals_by_id[order.id]`` (closing fields only, same keys for
+        every order) on the orders of ``self`` and log ``body_by_id[order.id]``
+        with the tracked changes in each chatter.
 
         Orders are processed in chunks of ``CLOSE_CHUNK_SIZE``: each chunk
         costs a constant number of queries (one UPDATE, one INSERT of notes,
@@ -273,27 +484,18 @@ class SaleOrder(models.Model):
         With an ``author`` (a customer acting from the portal) the message is
         posted in their name with ``subtype_xmlid`` and notifies followers.
         """
-        assert set(vals) <= set(CLOSE_TRACKED_FIELDS), vals
-        fnames = list(vals)
+        fnames = list(next(iter(vals_by_id.values())))
+        assert set(fnames) <= set(CLOSE_WRITTEN_FIELDS), fnames
         self.flush_recordset()
         for chunk in split_every(CLOSE_CHUNK_SIZE, self.ids, self.browse):
             initial_values = chunk._subscription_snapshot()
-            assignments = SQL(", ").join(
-                SQL("%s = %s", SQL.identifier(fname), vals[fname] or None) for fname in fnames
-            )
-            self.env.cr.execute(
-                SQL(
-                    "UPDATE sale_order SET %s, write_uid = %s, write_date = %s WHERE id = ANY(%s)",
-                    assignments,
-                    self.env.uid,
-                    self.env.cr.now(),
-                    chunk.ids,
-                )
+            _sql_update_rows(
+                self.env, self._name, [dict(vals_by_id[id_], id=id_) for id_ in chunk.ids]
             )
             chunk.invalidate_recordset([*fnames, "write_uid", "write_date"])
             chunk.modified(fnames)
             chunk._subscription_log(
-                body, initial_values, author=author, subtype_xmlid=subtype_xmlid
+                body_by_id, initial_values, author=author, subtype_xmlid=subtype_xmlid
             )
             if len(self) > CLOSE_CHUNK_SIZE:
                 chunk.flush_recordset()
@@ -305,9 +507,9 @@ class SaleOrder(models.Model):
         """Values of the close fields before a change, for the chatter tracking."""
         return {order.id: {f: order[f] for f in CLOSE_TRACKED_FIELDS} for order in self}
 
-    def _subscription_log(self, body, initial_values, author=None, subtype_xmlid=None):
-        """Log ``body`` with the tracked changes since ``initial_values`` on
-        every order of ``self``.
+    def _subscription_log(self, body_by_id, initial_values, author=None, subtype_xmlid=None):
+        """Log ``body_by_id[order.id]`` with the tracked changes since
+        ``initial_values`` on every order of ``self``.
 
         Without ``author``: one note per order, the same note
         ``_message_log_batch`` would create, inserted in one query, and their
@@ -325,7 +527,7 @@ class SaleOrder(models.Model):
         if author:
             for order in self:
                 order.message_post(
-                    body=body,
+                    body=body_by_id[order.id],
                     author_id=author.id,
                     message_type="notification",
                     subtype_xmlid=subtype_xmlid or "mail.mt_note",
@@ -335,7 +537,6 @@ class SaleOrder(models.Model):
         author_id, email_from = self._message_compute_author()
         message_values = {
             "model": self._name,
-            "body": str(escape(body)),
             "author_id": author_id,
             "email_from": email_from,
             "reply_to": self.env["mail.thread"]._notify_get_reply_to(
@@ -351,7 +552,10 @@ class SaleOrder(models.Model):
         message_ids = _sql_insert_rows(
             self.env,
             "mail.message",
-            [dict(message_values, res_id=res_id) for res_id in self.ids],
+            [
+                dict(message_values, res_id=res_id, body=str(escape(body_by_id[res_id])))
+                for res_id in self.ids
+            ],
             returning="res_id",
         )
         _sql_insert_rows(
@@ -373,6 +577,26 @@ class SaleOrder(models.Model):
         return fields.Date.context_today(self.with_context(tz=tz))
 
 
+def _sql_json_rows(env, model_name, rows):
+    """``rows`` (dicts of stored column values) as the JSON text that
+    ``jsonb_populate_recordset`` reads, and the column names. ``False`` is
+    stored as NULL except in boolean columns, as the ORM does."""
+    Model = env[model_name]
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    for name in names:
+        field = Model._fields[name]
+        assert field.store and field.column_type, f"{model_name}.{name} is not a column"
+    booleans = {name for name in names if Model._fields[name].type == "boolean"}
+    rows = [
+        {
+            name: None if value is False and name not in booleans else value
+            for name, value in row.items()
+        }
+        for row in rows
+    ]
+    return json.dumps(rows, default=str), names
+
+
 def _sql_insert_rows(env, model_name, rows, returning=None):
     """Insert ``rows`` (dicts of column values) in the table of ``model_name``
     with ONE query, whatever their number, and return
@@ -380,39 +604,55 @@ def _sql_insert_rows(env, model_name, rows, returning=None):
 
     Only for plain stored columns of simple tables (chatter notes, tracking
     values): no ORM default, compute or constraint runs, so the caller passes
-    every value and invalidates the cache afterwards. ``False`` is stored as
-    NULL except in boolean columns, as the ORM does.
+    every value and invalidates the cache afterwards.
     """
     if not rows:
         return []
-    Model = env[model_name]
+    now = env.cr.now()
     log_values = {
         "create_uid": env.uid,
-        "create_date": env.cr.now(),
+        "create_date": now,
         "write_uid": env.uid,
-        "write_date": env.cr.now(),
+        "write_date": now,
     }
-    names = list(dict.fromkeys(name for row in [log_values, *rows] for name in row))
-    for name in names:
-        field = Model._fields[name]
-        assert field.store and field.column_type, f"{model_name}.{name} is not a column"
-    booleans = {name for name in names if Model._fields[name].type == "boolean"}
-    rows = [
-        {
-            name: value if (value is not False or name in booleans) else None
-            for name, value in {**log_values, **row}.items()
-        }
-        for row in rows
-    ]
+    data, names = _sql_json_rows(env, model_name, [{**log_values, **row} for row in rows])
     columns = SQL(", ").join(SQL.identifier(name) for name in names)
     query = SQL(
         "INSERT INTO %(table)s (%(columns)s) "
-        "SELECT %(columns)s FROM jsonb_populate_recordset(NULL::%(table)s, %(rows)s::jsonb)",
-        table=SQL.identifier(Model._table),
+        "SELECT %(columns)s FROM jsonb_populate_recordset(NULL::%(table)s, %(data)s::jsonb)",
+        table=SQL.identifier(env[model_name]._table),
         columns=columns,
-        rows=json.dumps(rows, default=str),
+        data=data,
     )
     if returning:
         query = SQL("%s RETURNING id, %s", query, SQL.identifier(returning))
     env.cr.execute(query)
     return env.cr.fetchall() if returning else []
+
+
+def _sql_update_rows(env, model_name, rows):
+    """Update the records ``row["id"]`` of ``model_name`` with the other
+    values of each row (same keys in every row) with ONE query, whatever the
+    number of rows. The caller invalidates the cache and calls ``modified``."""
+    if not rows:
+        return
+    now = env.cr.now()
+    data, names = _sql_json_rows(
+        env, model_name, [{**row, "write_uid": env.uid, "write_date": now} for row in rows]
+    )
+    table = SQL.identifier(env[model_name]._table)
+    assignments = SQL(", ").join(
+        SQL("%s = new.%s", SQL.identifier(name), SQL.identifier(name))
+        for name in names
+        if name != "id"
+    )
+    env.cr.execute(
+        SQL(
+            "UPDATE %(table)s SET %(assignments)s "
+            "FROM jsonb_populate_recordset(NULL::%(table)s, %(data)s::jsonb) AS new "
+            "WHERE %(table)s.id = new.id",
+            table=table,
+            assignments=assignments,
+            data=data,
+        )
+    )

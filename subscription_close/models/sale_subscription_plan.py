@@ -43,6 +43,24 @@ class SaleSubscriptionPlan(models.Model):
         string="Closable",
         help="Customers may close their own subscriptions from the customer portal.",
     )
+    user_closable_options = fields.Selection(
+        [
+            ("now", "Immediately"),
+            ("end_of_period", "At the end of the current period"),
+        ],
+        string="Customer Closing",
+        required=True,
+        default="now",
+        help="When a subscription closed by the customer from the portal stops: at once, or "
+        "on the last day of the period already invoiced (the day before the next invoice "
+        "date); until then it stays In Progress and the customer may change their mind.",
+    )
+    send_close_mail = fields.Boolean(
+        string="Closure Email",
+        default=True,
+        help="Email the customer when one of their subscriptions is closed, and when a "
+        "closing is scheduled.",
+    )
     subscription_count = fields.Integer(compute="_compute_subscription_count")
 
     _billing_period_value_positive = models.Constraint(

@@ -4,3 +4,4 @@ from . import test_performance
 from . import test_ui
 from . import test_i18n
 from . import test_portal
+from . import test_scheduled_close

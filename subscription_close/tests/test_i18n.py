@@ -34,6 +34,7 @@ class TestItalian(SubscriptionCommon):
         order_form = self.env_it["sale.order"].get_views([(False, "form")])["views"]["form"]
         self.assertIn('string="Chiudi"', order_form["arch"])
         self.assertIn('title="Perso"', order_form["arch"])
+        self.assertIn('title="In chiusura"', order_form["arch"])
         wizard = self.env_it["sale.order.close"].get_views([(False, "form")])["views"]["form"]
         self.assertIn('string="Motivo chiusura"', wizard["arch"])
         self.assertIn('string="Invia"', wizard["arch"])

@@ -1,5 +1,8 @@
 import logging
+from datetime import date
 from urllib.parse import parse_qs, urlparse
+
+from freezegun import freeze_time
 
 from odoo.http import Request
 from odoo.tests import HttpCase, new_test_user, tagged
@@ -40,7 +43,10 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
         if csrf:
             data["csrf_token"] = Request.csrf_token(self)
         return self.url_open(
-            f"/my/subscriptions/{order_id}/close", data=data, allow_redirects=False
+            f"/my/subscriptions/{order_id}/close",
+            data=data,
+            method="POST",
+            allow_redirects=False,
         )
 
     def _message_code(self, response):
@@ -372,3 +378,125 @@ class TestPortalPerformance(HttpCase, SubscriptionCommon):
         self.assertEqual(order.subscription_state, "6_churn")
         _logger.info("portal close: %s queries", queries)
         self.assertLess(queries, 60)
+
+
+@tagged("post_install", "-at_install")
+class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
+    """Plans that close at the end of the period: Closing, then Keep my subscription."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.plan_month.user_closable_options = "end_of_period"
+        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
+        with freeze_time("2025-12-31"):
+            cls.subscription = cls._create_subscription()
+
+    def _post(self, order, action, csrf=True, **data):
+        if csrf:
+            data["csrf_token"] = Request.csrf_token(self)
+        return self.url_open(
+            f"/my/subscriptions/{order.id}/{action}",
+            data=data,
+            method="POST",
+            allow_redirects=False,
+        )
+
+    def _code(self, response):
+        self.assertIn(response.status_code, (302, 303), response.text[:300])
+        query = parse_qs(urlparse(response.headers["Location"]).query)
+        return query.get("subscription_message", [None])[0]
+
+    def _login(self, user=None):
+        user = user or self.user_portal
+        self.authenticate(user.login, f"{user.login}_pwd")
+
+    @freeze_time("2026-01-20")
+    def test_close_at_end_of_period_then_keep(self):
+        self._login()
+        page = self.url_open(self.subscription.get_portal_url()).text
+        self.assertIn('id="subscription_close_when"', page)
+        self.assertIn("01/30/2026", page)
+        response = self._post(self.subscription, "close", close_reason_id=self.reason.id)
+        self.assertEqual(self._code(response), "closing")
+        self.env.invalidate_all()
+        order = self.subscription
+        self.assertEqual(order.subscription_state, "3_progress")
+        self.assertTrue(order.is_closing)
+        self.assertEqual(order.end_date, date(2026, 1, 30))
+        self.assertEqual(order.close_reason_id, self.reason)
+        page = self.url_open(response.headers["Location"]).text
+        self.assertIn('data-status="4_closing"', page)
+        self.assertIn('id="o_subscription_keep_button"', page)
+        self.assertNotIn('id="o_subscription_close_button"', page)
+        self.assertIn("01/30/2026", page)
+
+        response = self._post(order, "keep")
+        self.assertEqual(self._code(response), "kept")
+        self.env.invalidate_all()
+        self.assertFalse(order.is_closing)
+        self.assertFalse(order.end_date)
+        self.assertFalse(order.close_reason_id)
+        subtype = self.env.ref("subscription_close.mt_subscription_closed")
+        last = order.message_ids.filtered(lambda m: m.subtype_id == subtype)[0]
+        self.assertIn("Scheduled closing cancelled", last.body)
+        self.assertEqual(last.author_id, self.customer)
+        page = self.url_open(response.headers["Location"]).text
+        self.assertIn('data-status="3_progress"', page)
+        self.assertIn('id="o_subscription_close_button"', page)
+
+    @freeze_time("2026-01-20")
+    def test_keep_refusals(self):
+        order = self.subscription
+        # Not closing
+        self._login()
+        self.assertEqual(self._code(self._post(order, "keep")), "not_closing")
+        order._action_close(self.reason, close_date=date(2026, 1, 30))
+        messages = len(order.message_ids)
+        # Another customer
+        other = self.env["res.partner"].create({"name": "Other"})
+        other_user = new_test_user(
+            self.env,
+            login="sc_portal_other",
+            password="sc_portal_other_pwd",
+            groups="base.group_portal",
+            partner_id=other.id,
+        )
+        self._login(other_user)
+        response = self._post(order, "keep")
+        self.assertEqual(response.status_code, 403)
+        # Public visitor without token, with a wrong one
+        self.authenticate(None, None)
+        self.assertEqual(self._post(order, "keep").status_code, 403)
+        self.assertEqual(self._post(order, "keep", access_token="nope").status_code, 403)
+        # Extra field, no CSRF, GET
+        self._login()
+        self.assertEqual(
+            self._code(self._post(order, "keep", end_date="2030-01-01")), "invalid_request"
+        )
+        with mute_logger("odoo.http"):
+            self.assertEqual(self._post(order, "keep", csrf=False).status_code, 400)
+            response = self.url_open(f"/my/subscriptions/{order.id}/keep", allow_redirects=False)
+            self.assertEqual(response.status_code, 405)
+        # Closing decided by the company with a protected reason
+        company_reason = self.env.ref("subscription_close.close_reason_company")
+        order._action_close(company_reason, close_date=date(2026, 1, 30))
+        messages = len(order.message_ids)
+        self.assertEqual(self._code(self._post(order, "keep")), "not_keepable")
+        # Plan no longer closable
+        order._action_close(self.reason, close_date=date(2026, 1, 30))
+        messages = len(order.message_ids)
+        self.plan_month.user_closable = False
+        self.assertEqual(self._code(self._post(order, "keep")), "not_keepable")
+        self.env.invalidate_all()
+        self.assertTrue(order.is_closing)
+        self.assertEqual(len(order.message_ids), messages)
+
+    @freeze_time("2026-01-30")
+    def test_last_day_of_period_closes_now(self):
+        self._login()
+        response = self._post(self.subscription, "close", close_reason_id=self.reason.id)
+        self.assertEqual(self._code(response), "closed")
+        self.env.invalidate_all()
+        self.assertEqual(self.subscription.subscription_state, "6_churn")
+        self.assertEqual(self.subscription.end_date, date(2026, 1, 30))

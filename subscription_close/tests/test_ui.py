@@ -1,3 +1,5 @@
+from dateutil.relativedelta import relativedelta
+
 from odoo.tests import HttpCase, tagged
 
 from .common import SubscriptionCommon
@@ -34,3 +36,18 @@ class TestSubscriptionUi(HttpCase, SubscriptionCommon):
         message = order.message_ids.filtered(lambda m: m.subtype_id == closed_subtype)
         self.assertEqual(message.author_id, self.customer)
         self.assertIn("Close Reason: No longer needed", message.body)
+
+    def test_portal_scheduled_close_tour(self):
+        self.plan_month.user_closable_options = "end_of_period"
+        order = self._create_subscription()
+        order.start_date = order._subscription_today() - relativedelta(days=10)
+        self.start_tour(
+            f"/my/orders/{order.id}",
+            "subscription_close_portal_scheduled_tour",
+            login=self.user_portal.login,
+        )
+        self.assertEqual(order.subscription_state, "3_progress")
+        self.assertFalse(order.is_closing)
+        bodies = order.message_ids.mapped("body")
+        self.assertTrue(any("Closing scheduled by" in body for body in bodies))
+        self.assertTrue(any("Scheduled closing cancelled by" in body for body in bodies))

@@ -1,4 +1,5 @@
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 
 
 class SaleOrderClose(models.TransientModel):
@@ -18,6 +19,20 @@ class SaleOrderClose(models.TransientModel):
         required=True,
         domain="[('company_id', 'in', company_ids + [False])]",
     )
+    close_when = fields.Selection(
+        [
+            ("now", "Now"),
+            ("end_of_period", "At the end of the current period"),
+            ("date", "On a chosen date"),
+        ],
+        string="When",
+        required=True,
+        default="now",
+    )
+    close_date = fields.Date(
+        string="Close On",
+        help="Last day of the subscriptions: they stay In Progress until then.",
+    )
 
     @api.depends("order_ids")
     def _compute_order_count(self):
@@ -31,5 +46,16 @@ class SaleOrderClose(models.TransientModel):
 
     def action_close(self):
         self.ensure_one()
-        self.order_ids._action_close(self.close_reason_id)
+        orders = self.order_ids
+        if self.close_when == "end_of_period":
+            close_date = orders._get_period_end_dates()
+        elif self.close_when == "date":
+            if not self.close_date or self.close_date <= orders._subscription_today():
+                raise UserError(
+                    self.env._("Choose a date after today, or close the subscriptions now.")
+                )
+            close_date = self.close_date
+        else:
+            close_date = None
+        orders._action_close(self.close_reason_id, close_date=close_date)
         return {"type": "ir.actions.act_window_close"}
