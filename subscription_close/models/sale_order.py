@@ -190,7 +190,9 @@ class SaleOrder(models.Model):
         return refusals
 
     def _check_can_close(self):
-        refusals = self._get_close_refusals()
+        refusals = {}
+        for chunk in self._subscription_chunks():
+            refusals.update(chunk._get_close_refusals())
         if refusals:
             raise UserError(
                 self.env._(
@@ -207,8 +209,9 @@ class SaleOrder(models.Model):
 
         The Close popup (one or many orders), the customer portal and the
         scheduled action all end here. It is all-or-nothing (one order that
-        cannot be closed and nothing changes) and costs the same number of
-        queries for one order or a thousand.
+        cannot be closed and nothing changes) and works by chunks of
+        ``CLOSE_CHUNK_SIZE`` orders, each in a constant number of queries and
+        with its cache released before the next one.
 
         :param close_reason: ``sale.order.close.reason``; ``None`` (the
             scheduled action) keeps each order's reason, or uses the protected
@@ -229,26 +232,14 @@ class SaleOrder(models.Model):
         if close_reason is not None:
             close_reason._check_usable_for(self)
         today = self._subscription_today()
-        if isinstance(close_date, dict):
-            end_dates = {order.id: close_date.get(order.id) or today for order in self}
-        else:
-            end_dates = dict.fromkeys(self.ids, close_date or today)
         expired_reason = self.env.ref("subscription_close.close_reason_expired")
         closer = (author or self.env.user.partner_id).name
-        vals_by_id, body_by_id = {}, {}
-        for order in self:
-            end_date = end_dates[order.id]
-            reason = close_reason or order.close_reason_id or expired_reason
-            scheduled = end_date > today
-            mail = (
-                (scheduled and "scheduled" or "closed") if order.plan_id.send_close_mail else False
-            )
-            vals_by_id[order.id] = {
-                "subscription_state": "3_progress" if scheduled else "6_churn",
-                "end_date": end_date,
-                "close_reason_id": reason.id,
-                "close_mail_to_send": mail,
-            }
+        bodies = {}  # the same few messages for thousands of orders
+
+        def message(scheduled, reason, end_date):
+            key = (scheduled, reason.id, end_date if scheduled else None)
+            if key in bodies:
+                return bodies[key]
             if scheduled:
                 body = self.env._(
                     "Closing scheduled by %(name)s: the subscription will close on "
@@ -268,14 +259,35 @@ class SaleOrder(models.Model):
                     name=closer,
                     reason=reason.name,
                 )
-            body_by_id[order.id] = body
-        self._subscription_change(
-            vals_by_id,
-            body_by_id,
-            author=author,
-            subtype_xmlid="subscription_close.mt_subscription_closed",
-        )
-        if any(vals["close_mail_to_send"] for vals in vals_by_id.values()):
+            bodies[key] = body
+            return body
+
+        mail_to_send = False
+        for chunk in self._subscription_chunks():
+            vals_by_id, body_by_id = {}, {}
+            for order in chunk:
+                if isinstance(close_date, dict):
+                    end_date = close_date.get(order.id) or today
+                else:
+                    end_date = close_date or today
+                reason = close_reason or order.close_reason_id or expired_reason
+                scheduled = end_date > today
+                mail = order.plan_id.send_close_mail and ("scheduled" if scheduled else "closed")
+                mail_to_send = mail_to_send or bool(mail)
+                vals_by_id[order.id] = {
+                    "subscription_state": "3_progress" if scheduled else "6_churn",
+                    "end_date": end_date,
+                    "close_reason_id": reason.id,
+                    "close_mail_to_send": mail,
+                }
+                body_by_id[order.id] = message(scheduled, reason, end_date)
+            chunk._subscription_change(
+                vals_by_id,
+                body_by_id,
+                author=author,
+                subtype_xmlid="subscription_close.mt_subscription_closed",
+            )
+        if mail_to_send:
             self.env.ref("subscription_close.ir_cron_send_close_mails")._trigger()
         return True
 
@@ -369,11 +381,13 @@ class SaleOrder(models.Model):
             ("end_date", "<", self._subscription_today()),
         ]
         while True:
-            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update()
+            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
+                allow_referencing=True
+            )
             if not orders:
                 break
             orders._action_close(close_date={order.id: order.end_date for order in orders})
-            remaining = self.search_count(domain) if len(orders) == batch_size else 0
+            remaining = self.search_count(domain)
             time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
             if not remaining or not time_left:
                 break
@@ -388,7 +402,9 @@ class SaleOrder(models.Model):
         }
         domain = [("close_mail_to_send", "!=", False)]
         while True:
-            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update()
+            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
+                allow_referencing=True
+            )
             if not orders:
                 break
             for order in orders:
@@ -468,18 +484,30 @@ class SaleOrder(models.Model):
     # Helpers
     # ------------------------------------------------------------------
 
+    def _subscription_chunks(self):
+        """Yield the orders of ``self`` by chunks of ``CLOSE_CHUNK_SIZE``.
+        Between two chunks the cache of the chunk and of the chatter is
+        released, so that memory is bounded by one chunk, not the selection."""
+        if len(self) <= CLOSE_CHUNK_SIZE:
+            yield self
+            return
+        for chunk in split_every(CLOSE_CHUNK_SIZE, self.ids, self.browse):
+            yield chunk
+            self.env.flush_all()
+            chunk.invalidate_recordset()
+            self.env["mail.message"].invalidate_model()
+            self.env["mail.tracking.value"].invalidate_model()
+
     def _subscription_change(self, vals_by_id, body_by_id, author=None, subtype_xmlid=None):
         """Write ``vals_by_id[order.id]`` (closing fields only, same keys for
         every order) on the orders of ``self`` and log ``body_by_id[order.id]``
         with the tracked changes in each chatter.
 
-        Orders are processed in chunks of ``CLOSE_CHUNK_SIZE``: each chunk
-        costs a constant number of queries (one UPDATE, one INSERT of notes,
-        one INSERT of tracking values), and the chunk's cache is released
-        before the next one so memory does not grow with the selection.
-        The ORM would write and insert 100 rows per query; the chunk is
-        written with SQL instead, then invalidated and marked as modified so
-        that anything computed from these fields is recomputed.
+        Each chunk of orders costs a constant number of queries: one UPDATE,
+        one INSERT of notes, one INSERT of tracking values. The ORM would
+        write and insert 100 rows per query; the chunk is written with SQL
+        instead, then invalidated and marked as modified so that anything
+        computed from these fields is recomputed.
 
         With an ``author`` (a customer acting from the portal) the message is
         posted in their name with ``subtype_xmlid`` and notifies followers.
@@ -487,7 +515,7 @@ class SaleOrder(models.Model):
         fnames = list(next(iter(vals_by_id.values())))
         assert set(fnames) <= set(CLOSE_WRITTEN_FIELDS), fnames
         self.flush_recordset()
-        for chunk in split_every(CLOSE_CHUNK_SIZE, self.ids, self.browse):
+        for chunk in self._subscription_chunks():
             initial_values = chunk._subscription_snapshot()
             _sql_update_rows(
                 self.env, self._name, [dict(vals_by_id[id_], id=id_) for id_ in chunk.ids]
@@ -497,10 +525,6 @@ class SaleOrder(models.Model):
             chunk._subscription_log(
                 body_by_id, initial_values, author=author, subtype_xmlid=subtype_xmlid
             )
-            if len(self) > CLOSE_CHUNK_SIZE:
-                chunk.flush_recordset()
-                chunk.invalidate_recordset()
-                self.env["mail.message"].invalidate_model()
         return True
 
     def _subscription_snapshot(self):

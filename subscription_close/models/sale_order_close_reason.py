@@ -87,7 +87,9 @@ class SaleOrderCloseReason(models.Model):
                     reason=self.name,
                 )
             )
-        if self.company_id and any(order.company_id != self.company_id for order in orders):
+        if self.company_id and orders.search_count(
+            [("id", "in", orders.ids), ("company_id", "!=", self.company_id.id)], limit=1
+        ):
             raise UserError(
                 self.env._(
                     'The close reason "%(reason)s" belongs to %(company)s only.',

@@ -1,3 +1,5 @@
+from unittest.mock import patch
+
 from odoo.fields import Command
 from odoo.tests import tagged, users, warmup
 
@@ -81,3 +83,27 @@ class TestClosePerformance(SubscriptionCommon):
         if self.warm:
             self.assertEqual(queries_10, queries_200)
         self.assertEqual(set(orders_200.mapped("subscription_state")), {"3_progress"})
+
+    @users("sc_salesman")
+    @warmup
+    def test_constant_cost_per_chunk(self):
+        """Large selections are closed by chunks: every further chunk costs the
+        same number of queries (here with chunks of 5 orders: 2, 3, 4 chunks)."""
+        orders = self.orders_200.with_env(self.env)
+        reason = self.reason.with_env(self.env)
+        counts = []
+        offset = 0
+        with patch("odoo.addons.subscription_close.models.sale_order.CLOSE_CHUNK_SIZE", 5):
+            for size in (10, 15, 20):
+                selection = orders[offset : offset + size]
+                offset += size
+                self.env.invalidate_all()
+                before = self.cr.sql_log_count
+                selection._action_close(reason)
+                self.env.flush_all()
+                counts.append(self.cr.sql_log_count - before)
+                self.assertEqual(set(selection.mapped("subscription_state")), {"6_churn"})
+                closing_notes = selection.message_ids.filtered(lambda m: "Close Reason" in m.body)
+                self.assertEqual(len(closing_notes), size)
+        if self.warm:
+            self.assertEqual(counts[2] - counts[1], counts[1] - counts[0], counts)
