@@ -23,10 +23,14 @@
         "views/sale_order_close_reason_views.xml",
         "wizard/sale_order_close_views.xml",
         "views/sale_order_views.xml",
+        "views/sale_subscription_churn_views.xml",
         "views/sale_portal_templates.xml",
         "views/subscription_close_menus.xml",
     ],
     "assets": {
+        "web.assets_frontend": [
+            "subscription_close/static/src/scss/subscription_portal.scss",
+        ],
         "web.assets_tests": [
             "subscription_close/static/tests/tours/*.js",
         ],

@@ -118,6 +118,14 @@ class SubscriptionPortal(CustomerPortal):
                 else order_sudo.env["sale.order.close.reason"]
             )
             values["portal_close_date"] = closable and order_sudo._get_portal_close_date()
+            retention_reason = closable and self._subscription_portal_reason(
+                order_sudo, kwargs.get("retention_reason")
+            )
+            values["retention_reason"] = (
+                retention_reason
+                if retention_reason and retention_reason._has_retention_offer()
+                else False
+            )
             values["portal_keepable"] = order_sudo._is_portal_keepable()
         return values
 
@@ -133,6 +141,8 @@ class SubscriptionPortal(CustomerPortal):
                 "can still keep it.",
                 date=format_date(env, order_sudo.end_date),
             )
+        elif code == "retention":
+            text = env._("Before you go, we have something for you:")
         elif code == "kept":
             text = env._("Your subscription goes on. Thank you for staying with us.")
         elif code == "not_closing":
@@ -156,6 +166,7 @@ class SubscriptionPortal(CustomerPortal):
             "closed": "success",
             "closing": "success",
             "kept": "success",
+            "retention": "info",
             "already_closed": "warning",
             "not_closing": "warning",
         }.get(code, "danger")
@@ -165,10 +176,11 @@ class SubscriptionPortal(CustomerPortal):
     # Closing
     # ------------------------------------------------------------------
 
-    def _subscription_redirect(self, order_sudo, code):
-        return request.redirect(
-            order_sudo.get_portal_url(query_string=f"&subscription_message={code}")
-        )
+    def _subscription_redirect(self, order_sudo, code, retention_reason=None):
+        query = f"&subscription_message={code}"
+        if retention_reason:
+            query += f"&retention_reason={int(retention_reason)}"
+        return request.redirect(order_sudo.get_portal_url(query_string=query))
 
     def _subscription_access_error(self):
         return request.render(
@@ -190,7 +202,12 @@ class SubscriptionPortal(CustomerPortal):
         website=True,
     )
     def portal_subscription_close(
-        self, order_id, access_token=None, close_reason_id=None, **kwargs
+        self,
+        order_id,
+        access_token=None,
+        close_reason_id=None,
+        retention_acknowledged=None,
+        **kwargs,
     ):
         try:
             order_sudo = self._document_check_access(
@@ -200,7 +217,7 @@ class SubscriptionPortal(CustomerPortal):
             return self._subscription_access_error()
         if not order_sudo.is_subscription:
             return self._subscription_access_error()
-        if kwargs:
+        if kwargs or retention_acknowledged not in (None, "1"):
             return self._subscription_redirect(order_sudo, "invalid_request")
         if order_sudo.subscription_state == "6_churn":
             return self._subscription_redirect(order_sudo, "already_closed")
@@ -209,10 +226,15 @@ class SubscriptionPortal(CustomerPortal):
         reason = self._subscription_portal_reason(order_sudo, close_reason_id)
         if not reason:
             return self._subscription_redirect(order_sudo, "invalid_reason")
+        has_offer = reason._has_retention_offer()
+        if has_offer and not retention_acknowledged:
+            # The offer must be seen before closing: show it, change nothing.
+            return self._subscription_redirect(order_sudo, "retention", retention_reason=reason.id)
         order_sudo._action_close(
             reason,
             close_date=order_sudo._get_portal_close_date(),
             author=self._subscription_author(order_sudo),
+            retention_shown=has_offer,
         )
         return self._subscription_redirect(
             order_sudo, "closing" if order_sudo.is_closing else "closed"

@@ -85,6 +85,14 @@ class SaleOrder(models.Model):
         compute="_compute_subscription_badge",
         help="Subscription status, with Closing for subscriptions whose closing is scheduled.",
     )
+    recurring_monthly = fields.Monetary(
+        string="Monthly Recurring Revenue",
+        compute="_compute_recurring_monthly",
+        store=True,
+        currency_field="currency_id",
+        help="Untaxed amount of the order normalised to one month with the billing period "
+        "of its recurring plan (e.g. a yearly plan counts for a twelfth).",
+    )
     close_mail_to_send = fields.Selection(
         [("closed", "Closed"), ("scheduled", "Closing scheduled")],
         string="Closure Email to Send",
@@ -125,6 +133,22 @@ class SaleOrder(models.Model):
     def _compute_subscription_badge(self):
         for order in self:
             order.subscription_badge = "4_closing" if order.is_closing else order.subscription_state
+
+    @api.depends(
+        "is_subscription",
+        "amount_untaxed",
+        "plan_id.billing_period_value",
+        "plan_id.billing_period_unit",
+    )
+    def _compute_recurring_monthly(self):
+        months_per_unit = {"week": 12 / 52, "month": 1, "year": 12}
+        for order in self:
+            plan = order.plan_id
+            if order.is_subscription and plan:
+                months = plan.billing_period_value * months_per_unit[plan.billing_period_unit]
+                order.recurring_monthly = order.amount_untaxed / months
+            else:
+                order.recurring_monthly = 0.0
 
     @api.depends("start_date", "plan_id.billing_period_value", "plan_id.billing_period_unit")
     def _compute_next_invoice_date(self):
@@ -204,7 +228,9 @@ class SaleOrder(models.Model):
                 )
             )
 
-    def _action_close(self, close_reason=None, *, close_date=None, author=None):
+    def _action_close(
+        self, close_reason=None, *, close_date=None, author=None, retention_shown=False
+    ):
         """Close the subscriptions of ``self``: the one closing method.
 
         The Close popup (one or many orders), the customer portal and the
@@ -224,6 +250,8 @@ class SaleOrder(models.Model):
         :param author: ``res.partner`` who closes (the customer, from the
             portal): the message is then posted in their name and notifies
             the followers; by default the current user, logged silently.
+        :param retention_shown: the customer saw the retention offer of the
+            reason before confirming; the chatter says so.
         """
         if not self:
             return True
@@ -258,6 +286,10 @@ class SaleOrder(models.Model):
                     "Subscription closed by %(name)s. Close Reason: %(reason)s",
                     name=closer,
                     reason=reason.name,
+                )
+            if retention_shown:
+                body = self.env._(
+                    "%(message)s (a retention offer was shown before closing)", message=body
                 )
             bodies[key] = body
             return body

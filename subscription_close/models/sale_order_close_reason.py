@@ -1,6 +1,9 @@
+from urllib.parse import urlsplit
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
+from odoo.tools.mail import is_html_empty
 
 
 class SaleOrderCloseReason(models.Model):
@@ -27,6 +30,23 @@ class SaleOrderCloseReason(models.Model):
         "res.company",
         index=True,
         help="Leave empty to offer the reason in every company.",
+    )
+    retention_message = fields.Html(
+        translate=True,
+        sanitize=True,
+        sanitize_attributes=True,
+        help="Shown to a customer who picks this reason in the portal, before they confirm "
+        "the closing: a last offer to keep them (e.g. a cheaper plan).",
+    )
+    retention_button_text = fields.Char(
+        string="Retention Button",
+        translate=True,
+        help="Text of the button shown with the retention message (e.g. Talk to us).",
+    )
+    retention_url = fields.Char(
+        string="Retention Link",
+        help="Where the retention button leads: a page of this website (/contactus) or an "
+        "https:// address.",
     )
     subscription_count = fields.Integer(
         string="Subscriptions",
@@ -65,6 +85,19 @@ class SaleOrderCloseReason(models.Model):
                 )
             )
 
+    @api.constrains("retention_url")
+    def _check_retention_url(self):
+        for reason in self:
+            url = (reason.retention_url or "").strip()
+            if url and not _is_safe_link(url):
+                raise ValidationError(
+                    self.env._(
+                        'The retention link "%(url)s" must be a page of this website '
+                        "(starting with /) or an http(s):// address.",
+                        url=url,
+                    )
+                )
+
     def _compute_subscription_count(self):
         counts = dict(
             self.env["sale.order"]._read_group(
@@ -75,6 +108,10 @@ class SaleOrderCloseReason(models.Model):
         )
         for reason in self:
             reason.subscription_count = counts.get(reason, 0)
+
+    def _has_retention_offer(self):
+        self.ensure_one()
+        return not is_html_empty(self.retention_message)
 
     def _check_usable_for(self, orders):
         """Raise a ``UserError`` unless ``self`` may close ``orders``."""
@@ -130,10 +167,21 @@ class SaleOrderCloseReason(models.Model):
         return super().write(vals)
 
     def action_open_subscriptions(self):
+        """The churn analysis of the subscriptions closed with this reason."""
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id(
-            "subscription_close.sale_subscription_action"
+            "subscription_close.sale_subscription_churn_action"
         )
         action["domain"] = [("close_reason_id", "=", self.id)]
         action["context"] = {"create": False}
+        action["display_name"] = self.env._("Churn: %(reason)s", reason=self.name)
         return action
+
+
+def _is_safe_link(url):
+    """A link a customer may be sent to: a path of this website or an http(s)
+    address; never ``javascript:``, ``data:`` or a protocol-relative URL."""
+    parsed = urlsplit(url)
+    if parsed.scheme:
+        return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+    return url.startswith("/") and not url.startswith("//")
