@@ -182,6 +182,17 @@ class SubscriptionPortal(CustomerPortal):
             query += f"&retention_reason={int(retention_reason)}"
         return request.redirect(order_sudo.get_portal_url(query_string=query))
 
+    def _subscription_check_access(self, order_id, access_token):
+        """The subscription ``order_id`` (sudo) if the visitor may act on it,
+        through the portal access rules or its access token; else ``None``."""
+        try:
+            order_sudo = self._document_check_access(
+                "sale.order", order_id, access_token=access_token
+            )
+        except (AccessError, MissingError):
+            return None
+        return order_sudo if order_sudo.is_subscription else None
+
     def _subscription_access_error(self):
         return request.render(
             "subscription_close.portal_subscription_error",
@@ -209,13 +220,8 @@ class SubscriptionPortal(CustomerPortal):
         retention_acknowledged=None,
         **kwargs,
     ):
-        try:
-            order_sudo = self._document_check_access(
-                "sale.order", order_id, access_token=access_token
-            )
-        except (AccessError, MissingError):
-            return self._subscription_access_error()
-        if not order_sudo.is_subscription:
+        order_sudo = self._subscription_check_access(order_id, access_token)
+        if not order_sudo:
             return self._subscription_access_error()
         if kwargs or retention_acknowledged not in (None, "1"):
             return self._subscription_redirect(order_sudo, "invalid_request")
@@ -249,13 +255,8 @@ class SubscriptionPortal(CustomerPortal):
     )
     def portal_subscription_keep(self, order_id, access_token=None, **kwargs):
         """Cancel the scheduled closing of a subscription ("Keep my subscription")."""
-        try:
-            order_sudo = self._document_check_access(
-                "sale.order", order_id, access_token=access_token
-            )
-        except (AccessError, MissingError):
-            return self._subscription_access_error()
-        if not order_sudo.is_subscription:
+        order_sudo = self._subscription_check_access(order_id, access_token)
+        if not order_sudo:
             return self._subscription_access_error()
         if kwargs:
             return self._subscription_redirect(order_sudo, "invalid_request")

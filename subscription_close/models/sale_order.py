@@ -419,6 +419,7 @@ class SaleOrder(models.Model):
             if not orders:
                 break
             orders._action_close(close_date={order.id: order.end_date for order in orders})
+            orders._subscription_release_cache()
             remaining = self.search_count(domain)
             time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
             if not remaining or not time_left:
@@ -525,10 +526,15 @@ class SaleOrder(models.Model):
             return
         for chunk in split_every(CLOSE_CHUNK_SIZE, self.ids, self.browse):
             yield chunk
-            self.env.flush_all()
-            chunk.invalidate_recordset()
-            self.env["mail.message"].invalidate_model()
-            self.env["mail.tracking.value"].invalidate_model()
+            chunk._subscription_release_cache()
+
+    def _subscription_release_cache(self):
+        """Drop these orders and the chatter from the cache once they are
+        written, so that processing the next batch does not add to memory."""
+        self.env.flush_all()
+        self.invalidate_recordset()
+        self.env["mail.message"].invalidate_model()
+        self.env["mail.tracking.value"].invalidate_model()
 
     def _subscription_change(self, vals_by_id, body_by_id, author=None, subtype_xmlid=None):
         """Write ``vals_by_id[order.id]`` (closing fields only, same keys for

@@ -1,8 +1,10 @@
 from contextlib import contextmanager
+from urllib.parse import parse_qs, urlparse
 
 from odoo.exceptions import UserError
 from odoo.fields import Command
-from odoo.tests import new_test_user
+from odoo.http import Request
+from odoo.tests import HttpCase, new_test_user
 
 from odoo.addons.sale.tests.common import SaleCommon
 
@@ -19,6 +21,8 @@ class SubscriptionCommon(SaleCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        # Tests add retention offers where they need them (demo data has one).
+        cls.env["sale.order.close.reason"].search([]).retention_message = False
         Plan = cls.env["sale.subscription.plan"]
         cls.plan_month = Plan.create(
             {"name": "Monthly", "billing_period_unit": "month", "user_closable": True}
@@ -86,3 +90,40 @@ class SubscriptionCommon(SaleCommon):
         with self.assertRaises(exception) as caught:
             yield caught
         self.assertIn(text, str(caught.exception))
+
+
+class SubscriptionPortalCommon(HttpCase, SubscriptionCommon):
+    """Helpers to act on subscriptions through the customer portal."""
+
+    def _login(self, user=None):
+        user = user or self.user_portal
+        self.authenticate(user.login, f"{user.login}_pwd")
+
+    def _post(self, order, action, csrf=True, **data):
+        """POST the portal form ``action`` (close, keep) of ``order`` (a
+        record or any id, even a wrong one), without following redirects."""
+        if csrf:
+            data["csrf_token"] = Request.csrf_token(self)
+        order_id = getattr(order, "id", order)
+        return self.url_open(
+            f"/my/subscriptions/{order_id}/{action}",
+            data=data,
+            method="POST",
+            allow_redirects=False,
+        )
+
+    def _post_close(self, order, csrf=True, **data):
+        return self._post(order, "close", csrf=csrf, **data)
+
+    def _redirect_code(self, response):
+        """The ``subscription_message`` the portal redirected to."""
+        self.assertIn(response.status_code, (302, 303), response.text[:500])
+        query = parse_qs(urlparse(response.headers["Location"]).query)
+        return query.get("subscription_message", [None])[0]
+
+    def _closing_messages(self, order):
+        """The chatter messages of closing, scheduling or keeping ``order``
+        from the portal (they have their own subtype)."""
+        self.env.invalidate_all()
+        subtype = self.env.ref("subscription_close.mt_subscription_closed")
+        return order.message_ids.filtered(lambda m: m.subtype_id == subtype)

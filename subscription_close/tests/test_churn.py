@@ -2,10 +2,9 @@ from freezegun import freeze_time
 
 from odoo.exceptions import ValidationError
 from odoo.fields import Command
-from odoo.http import Request
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 
-from .common import SubscriptionCommon
+from .common import SubscriptionCommon, SubscriptionPortalCommon
 
 
 @tagged("post_install", "-at_install")
@@ -113,12 +112,13 @@ class TestChurnAnalysis(SubscriptionCommon):
         order._action_close(self.expensive)
         action = self.expensive.action_open_subscriptions()
         self.assertEqual(action["res_model"], "sale.order")
+        self.assertEqual(action["views"][0][1], "list")
         self.assertIn("graph", action["view_mode"])
         self.assertIn(order, self.env["sale.order"].search(action["domain"]))
 
 
 @tagged("post_install", "-at_install")
-class TestRetentionOffer(HttpCase, SubscriptionCommon):
+class TestRetentionOffer(SubscriptionPortalCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -133,23 +133,6 @@ class TestRetentionOffer(HttpCase, SubscriptionCommon):
         )
         cls.plain_reason = cls.env.ref("subscription_close.close_reason_not_needed")
         cls.subscription = cls._create_subscription()
-
-    def _login(self):
-        self.authenticate(self.user_portal.login, "sc_portal_pwd")
-
-    def _post_close(self, **data):
-        data["csrf_token"] = Request.csrf_token(self)
-        return self.url_open(
-            f"/my/subscriptions/{self.subscription.id}/close",
-            data=data,
-            method="POST",
-            allow_redirects=False,
-        )
-
-    def _closing_message(self):
-        self.env.invalidate_all()
-        subtype = self.env.ref("subscription_close.mt_subscription_closed")
-        return self.subscription.message_ids.filtered(lambda m: m.subtype_id == subtype)
 
     def test_message_is_sanitised(self):
         message = str(self.offer_reason.retention_message)
@@ -181,33 +164,33 @@ class TestRetentionOffer(HttpCase, SubscriptionCommon):
 
     def test_offer_shown_before_closing(self):
         self._login()
-        response = self._post_close(close_reason_id=self.offer_reason.id)
+        response = self._post_close(self.subscription, close_reason_id=self.offer_reason.id)
         self.assertIn(response.status_code, (302, 303))
         location = response.headers["Location"]
         self.assertIn("subscription_message=retention", location)
         self.assertIn(f"retention_reason={self.offer_reason.id}", location)
         self.env.invalidate_all()
         self.assertEqual(self.subscription.subscription_state, "3_progress")
-        self.assertFalse(self._closing_message())
+        self.assertFalse(self._closing_messages(self.subscription))
         page = self.url_open(location).text
         self.assertIn('id="subscription_retention_form"', page)
         self.assertIn("costs half as much", page)
 
         response = self._post_close(
-            close_reason_id=self.offer_reason.id, retention_acknowledged="1"
+            self.subscription, close_reason_id=self.offer_reason.id, retention_acknowledged="1"
         )
         self.assertIn("subscription_message=closed", response.headers["Location"])
         self.env.invalidate_all()
         self.assertEqual(self.subscription.subscription_state, "6_churn")
-        self.assertIn("a retention offer was shown", self._closing_message().body)
+        self.assertIn("a retention offer was shown", self._closing_messages(self.subscription).body)
 
     def test_reason_without_offer_closes_directly(self):
         self._login()
-        response = self._post_close(close_reason_id=self.plain_reason.id)
+        response = self._post_close(self.subscription, close_reason_id=self.plain_reason.id)
         self.assertIn("subscription_message=closed", response.headers["Location"])
         self.env.invalidate_all()
         self.assertEqual(self.subscription.subscription_state, "6_churn")
-        self.assertNotIn("retention", self._closing_message().body)
+        self.assertNotIn("retention", self._closing_messages(self.subscription).body)
 
     def test_tampered_retention_requests(self):
         hidden = self.env["sale.order.close.reason"].create(
@@ -220,7 +203,9 @@ class TestRetentionOffer(HttpCase, SubscriptionCommon):
         self._login()
         for value in ("yes", "0", "true"):
             response = self._post_close(
-                close_reason_id=self.offer_reason.id, retention_acknowledged=value
+                self.subscription,
+                close_reason_id=self.offer_reason.id,
+                retention_acknowledged=value,
             )
             self.assertIn("subscription_message=invalid_request", response.headers["Location"])
         base = self.subscription.get_portal_url()
@@ -230,7 +215,7 @@ class TestRetentionOffer(HttpCase, SubscriptionCommon):
             self.assertNotIn("Secret internal offer", page.text)
         self.env.invalidate_all()
         self.assertEqual(self.subscription.subscription_state, "3_progress")
-        self.assertFalse(self._closing_message())
+        self.assertFalse(self._closing_messages(self.subscription))
 
     def test_retention_tour(self):
         self.start_tour(
@@ -241,13 +226,13 @@ class TestRetentionOffer(HttpCase, SubscriptionCommon):
         self.env.invalidate_all()
         self.assertEqual(self.subscription.subscription_state, "6_churn")
         self.assertEqual(self.subscription.close_reason_id, self.offer_reason)
-        message = self._closing_message()
+        message = self._closing_messages(self.subscription)
         self.assertEqual(len(message), 1)
         self.assertIn("a retention offer was shown", message.body)
 
 
 @tagged("post_install", "-at_install")
-class TestRetentionKeptTour(HttpCase, SubscriptionCommon):
+class TestRetentionKeptTour(SubscriptionPortalCommon):
     def test_retention_kept_tour(self):
         reason = self.env.ref("subscription_close.close_reason_too_expensive")
         reason.retention_message = "<p>Our Basic plan costs half as much.</p>"

@@ -1,20 +1,19 @@
 import logging
 from datetime import date
-from urllib.parse import parse_qs, urlparse
 
 from freezegun import freeze_time
 
 from odoo.http import Request
-from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
-from .common import SubscriptionCommon
+from .common import SubscriptionPortalCommon
 
 _logger = logging.getLogger(__name__)
 
 
 @tagged("post_install", "-at_install")
-class TestPortalSubscription(HttpCase, SubscriptionCommon):
+class TestPortalSubscription(SubscriptionPortalCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -35,36 +34,12 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
     # helpers
     # ------------------------------------------------------------------
 
-    def _login(self, user=None):
-        user = user or self.user_portal
-        self.authenticate(user.login, f"{user.login}_pwd")
-
-    def _post_close(self, order_id, csrf=True, **data):
-        if csrf:
-            data["csrf_token"] = Request.csrf_token(self)
-        return self.url_open(
-            f"/my/subscriptions/{order_id}/close",
-            data=data,
-            method="POST",
-            allow_redirects=False,
-        )
-
-    def _message_code(self, response):
-        self.assertIn(response.status_code, (302, 303), response.text[:500])
-        query = parse_qs(urlparse(response.headers["Location"]).query)
-        return query.get("subscription_message", [None])[0]
-
     def _assert_unchanged(self, order, state="3_progress"):
         self.env.invalidate_all()
         self.assertEqual(order.subscription_state, state)
         if state == "3_progress":
             self.assertFalse(order.close_reason_id)
             self.assertFalse(order.end_date)
-
-    def _close_message(self, order):
-        self.env.invalidate_all()
-        subtype = self.env.ref("subscription_close.mt_subscription_closed")
-        return order.message_ids.filtered(lambda m: m.subtype_id == subtype)
 
     def _messages(self, order):
         self.env.invalidate_all()
@@ -153,7 +128,7 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
         page = self.url_open(response.headers["Location"]).text
         self.assertIn(">Chiuso<", page)
         self.assertIn("Il tuo abbonamento è chiuso", page)
-        self.assertIn("Abbonamento chiuso da", self._close_message(self.subscription).body)
+        self.assertIn("Abbonamento chiuso da", self._closing_messages(self.subscription).body)
 
     # ------------------------------------------------------------------
     # closing
@@ -162,12 +137,12 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
     def test_close(self):
         self._login()
         response = self._post_close(self.subscription.id, close_reason_id=self.reason.id)
-        self.assertEqual(self._message_code(response), "closed")
+        self.assertEqual(self._redirect_code(response), "closed")
         self.env.invalidate_all()
         order = self.subscription
         self.assertEqual(order.subscription_state, "6_churn")
         self.assertEqual(order.close_reason_id, self.reason)
-        message = self._close_message(order)
+        message = self._closing_messages(order)
         self.assertEqual(len(message), 1)
         self.assertEqual(message.author_id, self.customer)
         self.assertIn("Close Reason: Too expensive", message.body)
@@ -184,7 +159,7 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
         messages = self._messages(self.subscription)
         other_reason = self.env.ref("subscription_close.close_reason_other")
         response = self._post_close(self.subscription.id, close_reason_id=other_reason.id)
-        self.assertEqual(self._message_code(response), "already_closed")
+        self.assertEqual(self._redirect_code(response), "already_closed")
         self.assertEqual(self._messages(self.subscription), messages)
         self.assertEqual(self.subscription.close_reason_id, self.reason)
 
@@ -201,10 +176,10 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
             self.assertIn("subscription_access_error", response.text)
             self._assert_unchanged(order)
         response = self._post_close(order.id, access_token=token, close_reason_id=self.reason.id)
-        self.assertEqual(self._message_code(response), "closed")
+        self.assertEqual(self._redirect_code(response), "closed")
         self.env.invalidate_all()
         self.assertEqual(order.subscription_state, "6_churn")
-        self.assertEqual(self._close_message(order).author_id, self.customer)
+        self.assertEqual(self._closing_messages(order).author_id, self.customer)
 
     def test_refused_other_customer(self):
         foreign = self._create_subscription(partner=self.other_customer)
@@ -244,7 +219,7 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
         yearly = self._create_subscription(plan=self.plan_year)
         self._login()
         response = self._post_close(yearly.id, close_reason_id=self.reason.id)
-        self.assertEqual(self._message_code(response), "not_closable")
+        self.assertEqual(self._redirect_code(response), "not_closable")
         self._assert_unchanged(yearly)
 
     def test_refused_not_in_progress(self):
@@ -252,7 +227,7 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
         quotation.action_quotation_sent()
         self._login()
         response = self._post_close(quotation.id, close_reason_id=self.reason.id)
-        self.assertEqual(self._message_code(response), "not_closable")
+        self.assertEqual(self._redirect_code(response), "not_closable")
         self._assert_unchanged(quotation, state="1_draft")
 
     def test_refused_reasons(self):
@@ -277,9 +252,9 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
             f"{self.reason.id}.0",
         ):
             response = self._post_close(self.subscription.id, close_reason_id=value)
-            self.assertEqual(self._message_code(response), "invalid_reason", value)
+            self.assertEqual(self._redirect_code(response), "invalid_reason", value)
         response = self._post_close(self.subscription.id)
-        self.assertEqual(self._message_code(response), "invalid_reason")
+        self.assertEqual(self._redirect_code(response), "invalid_reason")
         self._assert_unchanged(self.subscription)
         self.assertEqual(self._messages(self.subscription), messages)
 
@@ -289,7 +264,7 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
             response = self._post_close(
                 self.subscription.id, close_reason_id=self.reason.id, **extra
             )
-            self.assertEqual(self._message_code(response), "invalid_request")
+            self.assertEqual(self._redirect_code(response), "invalid_request")
         self._assert_unchanged(self.subscription)
 
     def test_refused_without_csrf_or_with_get(self):
@@ -326,7 +301,7 @@ class TestPortalSubscription(HttpCase, SubscriptionCommon):
 
 
 @tagged("post_install", "-at_install")
-class TestPortalPerformance(HttpCase, SubscriptionCommon):
+class TestPortalPerformance(SubscriptionPortalCommon):
     def _count_queries(self, func):
         self.env.flush_all()
         self.env.invalidate_all()
@@ -381,7 +356,7 @@ class TestPortalPerformance(HttpCase, SubscriptionCommon):
 
 
 @tagged("post_install", "-at_install")
-class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
+class TestPortalScheduledClose(SubscriptionPortalCommon):
     """Plans that close at the end of the period: Closing, then Keep my subscription."""
 
     @classmethod
@@ -392,25 +367,6 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
         with freeze_time("2025-12-31"):
             cls.subscription = cls._create_subscription()
 
-    def _post(self, order, action, csrf=True, **data):
-        if csrf:
-            data["csrf_token"] = Request.csrf_token(self)
-        return self.url_open(
-            f"/my/subscriptions/{order.id}/{action}",
-            data=data,
-            method="POST",
-            allow_redirects=False,
-        )
-
-    def _code(self, response):
-        self.assertIn(response.status_code, (302, 303), response.text[:300])
-        query = parse_qs(urlparse(response.headers["Location"]).query)
-        return query.get("subscription_message", [None])[0]
-
-    def _login(self, user=None):
-        user = user or self.user_portal
-        self.authenticate(user.login, f"{user.login}_pwd")
-
     @freeze_time("2026-01-20")
     def test_close_at_end_of_period_then_keep(self):
         self._login()
@@ -418,7 +374,7 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
         self.assertIn('id="subscription_close_when"', page)
         self.assertIn("01/30/2026", page)
         response = self._post(self.subscription, "close", close_reason_id=self.reason.id)
-        self.assertEqual(self._code(response), "closing")
+        self.assertEqual(self._redirect_code(response), "closing")
         self.env.invalidate_all()
         order = self.subscription
         self.assertEqual(order.subscription_state, "3_progress")
@@ -432,7 +388,7 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
         self.assertIn("01/30/2026", page)
 
         response = self._post(order, "keep")
-        self.assertEqual(self._code(response), "kept")
+        self.assertEqual(self._redirect_code(response), "kept")
         self.env.invalidate_all()
         self.assertFalse(order.is_closing)
         self.assertFalse(order.end_date)
@@ -450,7 +406,7 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
         order = self.subscription
         # Not closing
         self._login()
-        self.assertEqual(self._code(self._post(order, "keep")), "not_closing")
+        self.assertEqual(self._redirect_code(self._post(order, "keep")), "not_closing")
         order._action_close(self.reason, close_date=date(2026, 1, 30))
         messages = len(order.message_ids)
         # Another customer
@@ -472,7 +428,7 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
         # Extra field, no CSRF, GET
         self._login()
         self.assertEqual(
-            self._code(self._post(order, "keep", end_date="2030-01-01")), "invalid_request"
+            self._redirect_code(self._post(order, "keep", end_date="2030-01-01")), "invalid_request"
         )
         with mute_logger("odoo.http"):
             self.assertEqual(self._post(order, "keep", csrf=False).status_code, 400)
@@ -482,12 +438,12 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
         company_reason = self.env.ref("subscription_close.close_reason_company")
         order._action_close(company_reason, close_date=date(2026, 1, 30))
         messages = len(order.message_ids)
-        self.assertEqual(self._code(self._post(order, "keep")), "not_keepable")
+        self.assertEqual(self._redirect_code(self._post(order, "keep")), "not_keepable")
         # Plan no longer closable
         order._action_close(self.reason, close_date=date(2026, 1, 30))
         messages = len(order.message_ids)
         self.plan_month.user_closable = False
-        self.assertEqual(self._code(self._post(order, "keep")), "not_keepable")
+        self.assertEqual(self._redirect_code(self._post(order, "keep")), "not_keepable")
         self.env.invalidate_all()
         self.assertTrue(order.is_closing)
         self.assertEqual(len(order.message_ids), messages)
@@ -496,7 +452,7 @@ class TestPortalScheduledClose(HttpCase, SubscriptionCommon):
     def test_last_day_of_period_closes_now(self):
         self._login()
         response = self._post(self.subscription, "close", close_reason_id=self.reason.id)
-        self.assertEqual(self._code(response), "closed")
+        self.assertEqual(self._redirect_code(response), "closed")
         self.env.invalidate_all()
         self.assertEqual(self.subscription.subscription_state, "6_churn")
         self.assertEqual(self.subscription.end_date, date(2026, 1, 30))
