@@ -108,9 +108,6 @@ class SubscriptionPortal(CustomerPortal):
             order_sudo, access_token, values, history_session_key, **kwargs
         )
         if order_sudo.is_subscription:
-            values["subscription_alert"] = self._get_subscription_alert(
-                order_sudo, kwargs.get("subscription_message")
-            )
             closable = order_sudo._is_portal_closable()
             values["close_reasons"] = (
                 order_sudo._get_portal_close_reasons()
@@ -126,10 +123,13 @@ class SubscriptionPortal(CustomerPortal):
                 if retention_reason and retention_reason._has_retention_offer()
                 else False
             )
+            values["subscription_alert"] = self._get_subscription_alert(
+                order_sudo, kwargs.get("subscription_message"), values["retention_reason"]
+            )
             values["portal_keepable"] = order_sudo._is_portal_keepable()
         return values
 
-    def _get_subscription_alert(self, order_sudo, code):
+    def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
         """The (level, text) shown on the order page for ``code``; the text is
         chosen here, never taken from the browser."""
         env = request.env
@@ -141,7 +141,7 @@ class SubscriptionPortal(CustomerPortal):
                 "can still keep it.",
                 date=format_date(env, order_sudo.end_date),
             )
-        elif code == "retention":
+        elif code == "retention" and retention_reason:
             text = env._("Before you go, we have something for you:")
         elif code == "kept":
             text = env._("Your subscription goes on. Thank you for staying with us.")

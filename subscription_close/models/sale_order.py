@@ -124,10 +124,15 @@ class SaleOrder(models.Model):
             order.is_closing = order.subscription_state == "3_progress" and bool(order.end_date)
 
     def _search_is_closing(self, operator, value):
-        if operator not in ("=", "!=") or not isinstance(value, bool):
-            return NotImplemented
-        domain = Domain("subscription_state", "=", "3_progress") & Domain("end_date", "!=", False)
-        return domain if (operator == "=") == value else ~domain
+        if operator != "in":
+            return NotImplemented  # the ORM negates "in" for "not in"
+        closing = Domain("subscription_state", "=", "3_progress") & Domain("end_date", "!=", False)
+        domains = []
+        if True in value:
+            domains.append(closing)
+        if False in value:
+            domains.append(~closing)
+        return Domain.OR(domains) if domains else Domain.FALSE
 
     @api.depends("subscription_state", "is_closing")
     def _compute_subscription_badge(self):
@@ -183,7 +188,14 @@ class SaleOrder(models.Model):
         subscriptions = self.filtered(lambda o: o.is_subscription and o.state in ("cancel", "sent"))
         res = super().action_draft()
         if subscriptions:
-            subscriptions.write({"start_date": False, "end_date": False})
+            subscriptions.write(
+                {
+                    "start_date": False,
+                    "end_date": False,
+                    "close_reason_id": False,
+                    "close_mail_to_send": False,
+                }
+            )
         return res
 
     # ------------------------------------------------------------------

@@ -161,6 +161,7 @@ class TestSubscriptionOrder(SubscriptionCommon):
     @freeze_time("2026-03-15")
     def test_cancel_and_reset(self):
         order = self._create_subscription()
+        order._action_close(self.env.ref("subscription_close.close_reason_other"))
         order._action_cancel()
         self.assertEqual(order.state, "cancel")
         self.assertFalse(order.subscription_state)
@@ -169,6 +170,8 @@ class TestSubscriptionOrder(SubscriptionCommon):
         self.assertEqual(order.subscription_state, "1_draft")
         self.assertFalse(order.start_date)
         self.assertFalse(order.next_invoice_date)
+        self.assertFalse(order.end_date)
+        self.assertFalse(order.close_reason_id)
         with freeze_time("2026-04-02"):
             order.action_confirm()
         self.assertEqual(order.start_date, date(2026, 4, 2))
