@@ -53,16 +53,20 @@ class SubscriptionCommon(SaleCommon):
             cls.env, login="sc_manager", groups="sales_team.group_sale_manager"
         )
         cls.user_internal = new_test_user(cls.env, login="sc_internal", groups="base.group_user")
-        cls.customer = cls.env["res.partner"].create(
-            {"name": "Ada Customer", "email": "ada@example.com"}
-        )
-        cls.user_portal = new_test_user(
+        cls.customer, cls.user_portal = cls._create_portal_customer("Ada Customer", "sc_portal")
+
+    @classmethod
+    def _create_portal_customer(cls, name, login):
+        """A customer and their portal user; the password is ``<login>_pwd``."""
+        partner = cls.env["res.partner"].create({"name": name, "email": f"{login}@example.com"})
+        user = new_test_user(
             cls.env,
-            login="sc_portal",
-            password="sc_portal_pwd",
+            login=login,
+            password=f"{login}_pwd",
             groups="base.group_portal",
-            partner_id=cls.customer.id,
+            partner_id=partner.id,
         )
+        return partner, user
 
     @classmethod
     def _create_subscription(cls, plan=None, partner=None, confirm=True, **values):

@@ -4,7 +4,7 @@ from datetime import date
 from freezegun import freeze_time
 
 from odoo.http import Request
-from odoo.tests import new_test_user, tagged
+from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from .common import SubscriptionPortalCommon
@@ -19,15 +19,8 @@ class TestPortalSubscription(SubscriptionPortalCommon):
         super().setUpClass()
         cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.subscription = cls._create_subscription()
-        cls.other_customer = cls.env["res.partner"].create(
-            {"name": "Bob Other", "email": "bob@example.com"}
-        )
-        cls.other_portal_user = new_test_user(
-            cls.env,
-            login="sc_portal_other",
-            password="sc_portal_other_pwd",
-            groups="base.group_portal",
-            partner_id=cls.other_customer.id,
+        cls.other_customer, cls.other_portal_user = cls._create_portal_customer(
+            "Bob Other", "sc_portal_other"
         )
 
     # ------------------------------------------------------------------
@@ -410,14 +403,7 @@ class TestPortalScheduledClose(SubscriptionPortalCommon):
         order._action_close(self.reason, close_date=date(2026, 1, 30))
         messages = len(order.message_ids)
         # Another customer
-        other = self.env["res.partner"].create({"name": "Other"})
-        other_user = new_test_user(
-            self.env,
-            login="sc_portal_other",
-            password="sc_portal_other_pwd",
-            groups="base.group_portal",
-            partner_id=other.id,
-        )
+        _other, other_user = self._create_portal_customer("Other", "sc_portal_other")
         self._login(other_user)
         response = self._post(order, "keep")
         self.assertEqual(response.status_code, 403)
