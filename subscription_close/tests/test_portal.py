@@ -146,6 +146,15 @@ class TestPortalSubscription(SubscriptionPortalCommon):
         self.assertIn('id="subscription_close_reason"', page)
         self.assertNotIn('id="o_subscription_close_button"', page)
 
+    def test_close_notifies_the_salesperson(self):
+        order = self._create_subscription(user_id=self.user_salesman.id)
+        self.assertIn(self.user_salesman.partner_id, order.message_partner_ids)
+        self._login()
+        self._post_close(order, close_reason_id=self.reason.id)
+        message = self._closing_messages(order)
+        self.assertIn(self.user_salesman.partner_id, message.notified_partner_ids)
+        self.assertNotIn(self.customer, message.notified_partner_ids)
+
     def test_second_submit_changes_nothing(self):
         self._login()
         self._post_close(self.subscription.id, close_reason_id=self.reason.id)
