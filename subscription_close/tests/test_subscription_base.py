@@ -188,11 +188,28 @@ class TestSubscriptionOrder(SubscriptionCommon):
         with Form(self.env["sale.order"]) as form:
             form.partner_id = self.customer
             self.assertFalse(form.is_subscription)
+            self.assertTrue(form._get_modifier("plan_id", "invisible"))
+            self.assertTrue(form._get_modifier("start_date", "invisible"))
             with form.order_line.new() as line:
                 line.product_id = self.product_sub
             self.assertTrue(form.is_subscription)
+            self.assertFalse(form._get_modifier("plan_id", "invisible"))
+            self.assertTrue(form._get_modifier("plan_id", "required"))
             form.plan_id = self.plan_year
         self.assertEqual(form.record.plan_id, self.plan_year)
+        # Opened from the Subscriptions menu, a new order shows the plan at once.
+        with Form(self.env["sale.order"].with_context(subscription_view=True)) as form:
+            form.partner_id = self.customer
+            self.assertFalse(form._get_modifier("plan_id", "invisible"))
+            form.plan_id = self.plan_month
+            with form.order_line.new() as line:
+                line.product_id = self.product_sub
+        # An ordinary order never shows it.
+        with Form(self.env["sale.order"]) as form:
+            form.partner_id = self.customer
+            with form.order_line.new() as line:
+                line.product_id = self.product
+            self.assertTrue(form._get_modifier("plan_id", "invisible"))
 
     def test_salesperson_creates_subscription(self):
         order = (
