@@ -11,6 +11,8 @@
     "application": True,
     "installable": True,
     "depends": ["sale"],
+    # Odoo Enterprise's Subscriptions defines the same models: never both.
+    "excludes": ["sale_subscription"],
     "data": [
         "security/subscription_close_security.xml",
         "security/ir.model.access.csv",

@@ -41,6 +41,8 @@ def test_manifest_keys():
     assert MANIFEST["license"] == "LGPL-3"
     assert "sale" in MANIFEST["depends"]
     assert "description" not in MANIFEST, "use readme/DESCRIPTION.md, not a description key"
+    # Odoo Enterprise's Subscriptions defines the same models: never both.
+    assert "sale_subscription" in MANIFEST.get("excludes", [])
 
 
 @pytest.mark.parametrize("key", ["data", "demo"])

@@ -238,7 +238,7 @@ class SubscriptionPortal(CustomerPortal):
             return self._subscription_redirect(order_sudo, "retention", retention_reason=reason.id)
         order_sudo._action_close(
             reason,
-            close_date=order_sudo._get_portal_close_date(),
+            {order_sudo.id: order_sudo._get_portal_close_date()},
             author=self._subscription_author(order_sudo),
             retention_shown=has_offer,
         )

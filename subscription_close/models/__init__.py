@@ -2,3 +2,4 @@ from . import sale_subscription_plan
 from . import sale_order_close_reason
 from . import product_template
 from . import sale_order
+from . import sale_order_closing

@@ -6,3 +6,4 @@ from . import test_i18n
 from . import test_portal
 from . import test_scheduled_close
 from . import test_churn
+from . import test_orm_hooks

@@ -82,6 +82,16 @@ class SubscriptionCommon(SaleCommon):
             order.action_confirm()
         return order
 
+    @classmethod
+    def _close(cls, orders, reason, end_date=None, **kwargs):
+        """Close ``orders`` with ``reason`` through the closing API: today
+        (each order's today), or on ``end_date``."""
+        if end_date:
+            end_dates = dict.fromkeys(orders.ids, end_date)
+        else:
+            end_dates = orders._get_subscription_today()
+        return orders._action_close(reason, end_dates, **kwargs)
+
     def flush_tracking(self):
         """Run the tracking that Odoo runs at commit time."""
         self.env.flush_all()
@@ -124,6 +134,17 @@ class SubscriptionPortalCommon(HttpCase, SubscriptionCommon):
         self.assertIn(response.status_code, (302, 303), response.text[:500])
         query = parse_qs(urlparse(response.headers["Location"]).query)
         return query.get("subscription_message", [None])[0]
+
+    def _snapshot(self, order):
+        """What a refused request must leave as it was: status, reason, end
+        date and the number of chatter messages."""
+        self.env.invalidate_all()
+        return (
+            order.subscription_state,
+            order.close_reason_id,
+            order.end_date,
+            len(order.message_ids),
+        )
 
     def _closing_messages(self, order):
         """The chatter messages of closing, scheduling or keeping ``order``

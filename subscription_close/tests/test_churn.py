@@ -36,10 +36,10 @@ class TestChurnAnalysis(SubscriptionCommon):
             yearly = self._subscription(self.plan_year, 1200)
             weekly = self._subscription(self.plan_week, 24)
             running = self._subscription(self.plan_month, 500)
-            (monthly_a + weekly)._action_close(self.expensive)
-            yearly._action_close(self.not_needed)
+            self._close(monthly_a + weekly, self.expensive)
+            self._close(yearly, self.not_needed)
         with freeze_time("2026-04-02"):
-            monthly_b._action_close(self.expensive)
+            self._close(monthly_b, self.expensive)
         churned = monthly_a + monthly_b + yearly + weekly
         domain = [("id", "in", (churned + running).ids), ("subscription_state", "=", "6_churn")]
         SaleOrder = self.env["sale.order"]
@@ -75,7 +75,7 @@ class TestChurnAnalysis(SubscriptionCommon):
             orders = self.env["sale.order"]
             for _i in range(30):
                 orders |= self._subscription(self.plan_month, 10)
-            orders._action_close(self.expensive)
+            self._close(orders, self.expensive)
         domain = [("id", "in", orders.ids), ("subscription_state", "=", "6_churn")]
         self.env.invalidate_all()
         self.env["sale.order"]._read_group(domain, ["close_reason_id"], ["recurring_monthly:sum"])
@@ -109,7 +109,7 @@ class TestChurnAnalysis(SubscriptionCommon):
 
     def test_reason_count_opens_churn(self):
         order = self._subscription(self.plan_month, 30)
-        order._action_close(self.expensive)
+        self._close(order, self.expensive)
         action = self.expensive.action_open_subscriptions()
         self.assertEqual(action["res_model"], "sale.order")
         self.assertEqual(action["views"][0][1], "list")

@@ -56,5 +56,5 @@ class TestItalian(SubscriptionCommon):
     def test_chatter_message_in_italian(self):
         order = self._create_subscription()
         reason = self.env.ref("subscription_close.close_reason_too_expensive")
-        order.with_env(self.env_it)._action_close(reason.with_env(self.env_it))
+        self._close(order.with_env(self.env_it), reason.with_env(self.env_it))
         self.assertIn("Motivo chiusura: Troppo caro", order.message_ids[0].body)

@@ -52,7 +52,7 @@ class TestPortalSubscription(SubscriptionPortalCommon):
 
     def test_list(self):
         closed = self._create_subscription()
-        closed._action_close(self.reason)
+        self._close(closed, self.reason)
         foreign = self._create_subscription(partner=self.other_customer)
         quotation = self._create_subscription(confirm=False)
         self._login()
@@ -169,6 +169,7 @@ class TestPortalSubscription(SubscriptionPortalCommon):
         order = self.subscription
         token = order._portal_ensure_token()
         self.authenticate(None, None)
+        before = self._snapshot(order)
         for wrong in (None, "", "not-the-token", token[:-1]):
             data = {"close_reason_id": self.reason.id}
             if wrong is not None:
@@ -176,7 +177,7 @@ class TestPortalSubscription(SubscriptionPortalCommon):
             response = self._post_close(order.id, **data)
             self.assertEqual(response.status_code, 403)
             self.assertIn("subscription_access_error", response.text)
-            self._assert_unchanged(order)
+            self.assertEqual(self._snapshot(order), before)
         response = self._post_close(order.id, access_token=token, close_reason_id=self.reason.id)
         self.assertEqual(self._redirect_code(response), "closed")
         self.env.invalidate_all()
@@ -199,6 +200,7 @@ class TestPortalSubscription(SubscriptionPortalCommon):
 
     def test_refused_nonexistent_and_non_integer_id(self):
         self._login()
+        before = self._snapshot(self.subscription)
         missing_id = self.env["sale.order"].search([], order="id desc", limit=1).id + 1000
         response = self._post_close(missing_id, close_reason_id=self.reason.id)
         self.assertEqual(response.status_code, 403)
@@ -206,30 +208,38 @@ class TestPortalSubscription(SubscriptionPortalCommon):
         with mute_logger("odoo.http"):
             response = self._post_close("abc", close_reason_id=self.reason.id)
         self.assertEqual(response.status_code, 404)
-        self._assert_unchanged(self.subscription)
+        self.assertEqual(self._snapshot(self.subscription), before)
+        self.assertFalse(self.env["sale.order"].browse(missing_id).exists())
 
     def test_refused_ordinary_order(self):
         ordinary = self.env["sale.order"].create({"partner_id": self.customer.id})
         ordinary.order_line = [(0, 0, {"product_id": self.product.id})]
         ordinary.action_confirm()
         self._login()
+        before = self._snapshot(ordinary)
         response = self._post_close(ordinary.id, close_reason_id=self.reason.id)
         self.assertEqual(response.status_code, 403)
+        self.assertEqual(self._snapshot(ordinary), before)
         self.assertFalse(ordinary.subscription_state)
+        self.assertEqual(ordinary.state, "sale")
 
     def test_refused_plan_not_closable(self):
         yearly = self._create_subscription(plan=self.plan_year)
         self._login()
+        before = self._snapshot(yearly)
         response = self._post_close(yearly.id, close_reason_id=self.reason.id)
         self.assertEqual(self._redirect_code(response), "not_closable")
+        self.assertEqual(self._snapshot(yearly), before)
         self._assert_unchanged(yearly)
 
     def test_refused_not_in_progress(self):
         quotation = self._create_subscription(confirm=False)
         quotation.action_quotation_sent()
         self._login()
+        before = self._snapshot(quotation)
         response = self._post_close(quotation.id, close_reason_id=self.reason.id)
         self.assertEqual(self._redirect_code(response), "not_closable")
+        self.assertEqual(self._snapshot(quotation), before)
         self._assert_unchanged(quotation, state="1_draft")
 
     def test_refused_reasons(self):
@@ -262,15 +272,18 @@ class TestPortalSubscription(SubscriptionPortalCommon):
 
     def test_refused_extra_field(self):
         self._login()
+        before = self._snapshot(self.subscription)
         for extra in ({"close_reason_text": "I just want out"}, {"end_date": "2000-01-01"}):
             response = self._post_close(
                 self.subscription.id, close_reason_id=self.reason.id, **extra
             )
             self.assertEqual(self._redirect_code(response), "invalid_request")
+        self.assertEqual(self._snapshot(self.subscription), before)
         self._assert_unchanged(self.subscription)
 
     def test_refused_without_csrf_or_with_get(self):
         self._login()
+        before = self._snapshot(self.subscription)
         with mute_logger("odoo.http"):
             response = self._post_close(
                 self.subscription.id, csrf=False, close_reason_id=self.reason.id
@@ -282,7 +295,7 @@ class TestPortalSubscription(SubscriptionPortalCommon):
                 allow_redirects=False,
             )
         self.assertEqual(response.status_code, 405)
-        self._assert_unchanged(self.subscription)
+        self.assertEqual(self._snapshot(self.subscription), before)
 
     def test_portal_user_cannot_read_other_subscriptions(self):
         foreign = self._create_subscription(partner=self.other_customer)
@@ -408,18 +421,21 @@ class TestPortalScheduledClose(SubscriptionPortalCommon):
         order = self.subscription
         # Not closing
         self._login()
+        before = self._snapshot(order)
         self.assertEqual(self._redirect_code(self._post(order, "keep")), "not_closing")
-        order._action_close(self.reason, close_date=date(2026, 1, 30))
-        messages = len(order.message_ids)
+        self.assertEqual(self._snapshot(order), before)
+        self._close(order, self.reason, date(2026, 1, 30))
+        before = self._snapshot(order)
         # Another customer
         _other, other_user = self._create_portal_customer("Other", "sc_portal_other")
         self._login(other_user)
-        response = self._post(order, "keep")
-        self.assertEqual(response.status_code, 403)
+        self.assertEqual(self._post(order, "keep").status_code, 403)
+        self.assertEqual(self._snapshot(order), before)
         # Public visitor without token, with a wrong one
         self.authenticate(None, None)
         self.assertEqual(self._post(order, "keep").status_code, 403)
         self.assertEqual(self._post(order, "keep", access_token="nope").status_code, 403)
+        self.assertEqual(self._snapshot(order), before)
         # Extra field, no CSRF, GET
         self._login()
         self.assertEqual(
@@ -429,19 +445,20 @@ class TestPortalScheduledClose(SubscriptionPortalCommon):
             self.assertEqual(self._post(order, "keep", csrf=False).status_code, 400)
             response = self.url_open(f"/my/subscriptions/{order.id}/keep", allow_redirects=False)
             self.assertEqual(response.status_code, 405)
+        self.assertEqual(self._snapshot(order), before)
         # Closing decided by the company with a protected reason
         company_reason = self.env.ref("subscription_close.close_reason_company")
-        order._action_close(company_reason, close_date=date(2026, 1, 30))
-        messages = len(order.message_ids)
+        self._close(order, company_reason, date(2026, 1, 30))
+        before = self._snapshot(order)
         self.assertEqual(self._redirect_code(self._post(order, "keep")), "not_keepable")
+        self.assertEqual(self._snapshot(order), before)
         # Plan no longer closable
-        order._action_close(self.reason, close_date=date(2026, 1, 30))
-        messages = len(order.message_ids)
+        self._close(order, self.reason, date(2026, 1, 30))
         self.plan_month.user_closable = False
+        before = self._snapshot(order)
         self.assertEqual(self._redirect_code(self._post(order, "keep")), "not_keepable")
-        self.env.invalidate_all()
+        self.assertEqual(self._snapshot(order), before)
         self.assertTrue(order.is_closing)
-        self.assertEqual(len(order.message_ids), messages)
 
     @freeze_time("2026-01-30")
     def test_last_day_of_period_closes_now(self):

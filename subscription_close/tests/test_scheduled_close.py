@@ -8,6 +8,7 @@ from odoo.fields import Command
 from odoo.tests import Form, tagged
 
 from .common import SubscriptionCommon
+from .test_performance import per_hundred
 
 _logger = logging.getLogger(__name__)
 
@@ -61,11 +62,11 @@ class TestScheduledClose(SubscriptionCommon):
     def test_today_in_user_timezone(self):
         order = self._create_subscription()
         self.user_salesman.tz = "Pacific/Auckland"  # already 1 April there
-        order.with_user(self.user_salesman)._action_close(self.reason)
+        self._close(order.with_user(self.user_salesman), self.reason)
         self.assertEqual(order.end_date, date(2026, 4, 1))
         other = self._create_subscription()
         self.user_salesman.tz = "America/Los_Angeles"  # still 31 March there
-        other.with_user(self.user_salesman)._action_close(self.reason)
+        self._close(other.with_user(self.user_salesman), self.reason)
         self.assertEqual(other.end_date, date(2026, 3, 31))
 
     # ------------------------------------------------------------------
@@ -109,7 +110,7 @@ class TestScheduledClose(SubscriptionCommon):
     @freeze_time("2026-06-10")
     def test_cancel_closing_from_backend(self):
         order = self._create_subscription()
-        order._action_close(self.reason, close_date=date(2026, 6, 30))
+        self._close(order, self.reason, date(2026, 6, 30))
         self.flush_tracking()
         order.with_user(self.user_salesman).action_cancel_close()
         self.assertEqual(order.subscription_state, "3_progress")
@@ -124,9 +125,9 @@ class TestScheduledClose(SubscriptionCommon):
     @freeze_time("2026-06-10")
     def test_close_now_a_closing_subscription(self):
         order = self._create_subscription()
-        order._action_close(self.reason, close_date=date(2026, 6, 30))
+        self._close(order, self.reason, date(2026, 6, 30))
         other_reason = self.env.ref("subscription_close.close_reason_other")
-        order._action_close(other_reason)
+        self._close(order, other_reason)
         self.assertEqual(order.subscription_state, "6_churn")
         self.assertEqual(order.end_date, date(2026, 6, 10))
         self.assertEqual(order.close_reason_id, other_reason)
@@ -138,11 +139,11 @@ class TestScheduledClose(SubscriptionCommon):
     def test_cron_closes_due_subscriptions(self):
         with freeze_time("2026-06-01"):
             due = self._create_subscription()
-            due._action_close(self.reason, close_date=date(2026, 6, 9))
+            self._close(due, self.reason, date(2026, 6, 9))
             due_today = self._create_subscription()
-            due_today._action_close(self.reason, close_date=date(2026, 6, 10))
+            self._close(due_today, self.reason, date(2026, 6, 10))
             later = self._create_subscription()
-            later._action_close(self.reason, close_date=date(2026, 7, 1))
+            self._close(later, self.reason, date(2026, 7, 1))
             fixed_term = self._create_subscription()
         # An end date set without a reason (e.g. imported fixed-term contract)
         fixed_term.sudo().write({"end_date": date(2026, 6, 5)})
@@ -172,7 +173,7 @@ class TestScheduledClose(SubscriptionCommon):
     def test_cron_skips_orders_locked_by_another_worker(self):
         with freeze_time("2026-06-01"):
             orders = self._create_subscription() + self._create_subscription()
-            orders._action_close(self.reason, close_date=date(2026, 6, 2))
+            self._close(orders, self.reason, date(2026, 6, 2))
         locked_elsewhere = orders[0]
         SaleOrder = type(self.env["sale.order"])
         original = SaleOrder.try_lock_for_update
@@ -193,7 +194,7 @@ class TestScheduledClose(SubscriptionCommon):
             orders = self.env["sale.order"]
             for _i in range(5):
                 orders |= self._create_subscription()
-            orders._action_close(self.reason, close_date=date(2026, 6, 2))
+            self._close(orders, self.reason, date(2026, 6, 2))
         cron = self.env.ref("subscription_close.ir_cron_close_expired")
         with freeze_time("2026-06-10"), self.enter_registry_test_mode():
             cron.sudo().code = "model._cron_close_expired(batch_size=2)"
@@ -215,9 +216,9 @@ class TestScheduledClose(SubscriptionCommon):
     @freeze_time("2026-06-10")
     def test_closure_emails(self):
         closed = self._create_subscription()
-        closed._action_close(self.reason)
+        self._close(closed, self.reason)
         closing = self._create_subscription()
-        closing._action_close(self.reason, close_date=date(2026, 6, 30))
+        self._close(closing, self.reason, date(2026, 6, 30))
         self.assertEqual(closed.close_mail_to_send, "closed")
         self.assertEqual(closing.close_mail_to_send, "scheduled")
         self._run_cron("subscription_close.ir_cron_send_close_mails")
@@ -248,7 +249,7 @@ class TestScheduledClose(SubscriptionCommon):
         )
         self.customer.lang = "it_IT"
         order = self._create_subscription()
-        order._action_close(self.reason)
+        self._close(order, self.reason)
         self._run_cron("subscription_close.ir_cron_send_close_mails")
         mail = self._closure_mails(order)
         self.assertEqual(mail.subject, f"Il tuo abbonamento {order.name} è chiuso")
@@ -259,7 +260,7 @@ class TestScheduledClose(SubscriptionCommon):
     def test_no_closure_email_when_switched_off(self):
         self.plan_year.send_close_mail = False
         order = self._create_subscription(plan=self.plan_year)
-        order._action_close(self.reason)
+        self._close(order, self.reason)
         self.assertFalse(order.close_mail_to_send)
         self._run_cron("subscription_close.ir_cron_send_close_mails")
         self.assertFalse(self._closure_mails(order))
@@ -267,7 +268,7 @@ class TestScheduledClose(SubscriptionCommon):
     @freeze_time("2026-06-10")
     def test_cancelled_closing_sends_no_pending_email(self):
         order = self._create_subscription()
-        order._action_close(self.reason, close_date=date(2026, 6, 30))
+        self._close(order, self.reason, date(2026, 6, 30))
         order.action_cancel_close()
         self._run_cron("subscription_close.ir_cron_send_close_mails")
         self.assertFalse(self._closure_mails(order))
@@ -289,7 +290,7 @@ class TestScheduledClosePerformance(SubscriptionCommon):
         orders.action_confirm()
         reason = self.env.ref("subscription_close.close_reason_too_expensive")
         with freeze_time("2026-06-01"):
-            orders._action_close(reason, close_date=date(2026, 6, 5))
+            self._close(orders, reason, date(2026, 6, 5))
         return orders
 
     def _cron_queries(self, orders):
@@ -308,7 +309,12 @@ class TestScheduledClosePerformance(SubscriptionCommon):
         self._cron_queries(warm)
         queries_10 = self._cron_queries(self._due_subscriptions(10))
         queries_500 = self._cron_queries(self._due_subscriptions(500))
-        # The whole run, cron bookkeeping included, in a bound independent of N.
         _logger.info("cron close: %s queries for 10 due, %s for 500", queries_10, queries_500)
-        self.assertEqual(queries_10, queries_500)
-        self.assertLessEqual(queries_500, 60)
+        # The whole run, cron bookkeeping included, is a fixed part (search and
+        # lock the batch, count what remains, report progress, trigger the
+        # closure emails...) plus, per 100 subscriptions, what the ORM's
+        # batching costs: 1 UPDATE sale_order, 1 INSERT mail_message and 1
+        # INSERT mail_tracking_value (the reason and end date are already
+        # set: only the status is tracked).
+        self.assertEqual(queries_500 - queries_10, 3 * (per_hundred(500) - per_hundred(10)))
+        self.assertLessEqual(queries_10, 40)

@@ -161,7 +161,7 @@ class TestSubscriptionOrder(SubscriptionCommon):
     @freeze_time("2026-03-15")
     def test_cancel_and_reset(self):
         order = self._create_subscription()
-        order._action_close(self.env.ref("subscription_close.close_reason_other"))
+        self._close(order, self.env.ref("subscription_close.close_reason_other"))
         order._action_cancel()
         self.assertEqual(order.state, "cancel")
         self.assertFalse(order.subscription_state)

@@ -48,14 +48,15 @@ class SaleOrderClose(models.TransientModel):
         self.ensure_one()
         orders = self.order_ids
         if self.close_when == "end_of_period":
-            close_date = orders._get_period_end_dates()
+            end_dates = orders._get_period_end_dates()
         elif self.close_when == "date":
-            if not self.close_date or self.close_date <= orders._subscription_today():
+            today_by_id = orders._get_subscription_today()
+            if not self.close_date or any(self.close_date <= day for day in today_by_id.values()):
                 raise UserError(
                     self.env._("Choose a date after today, or close the subscriptions now.")
                 )
-            close_date = self.close_date
+            end_dates = dict.fromkeys(orders.ids, self.close_date)
         else:
-            close_date = None
-        orders._action_close(self.close_reason_id, close_date=close_date)
+            end_dates = orders._get_subscription_today()
+        orders._action_close(self.close_reason_id, end_dates)
         return {"type": "ir.actions.act_window_close"}

@@ -1,0 +1,509 @@
+from collections import defaultdict
+
+from dateutil.relativedelta import relativedelta
+from markupsafe import escape
+
+from odoo import api, models
+from odoo.exceptions import UserError
+from odoo.fields import Domain
+from odoo.tools import format_date, split_every
+from odoo.tools.mail import generate_tracking_message_id
+
+# Orders handled per chunk: memory is bounded by one chunk, and each chunk
+# costs a number of queries that only the ORM's batching (100 rows per query)
+# makes grow.
+CLOSE_CHUNK_SIZE = 1000
+# Orders named in a refusal message; the others are counted.
+REFUSALS_SHOWN = 20
+
+
+class SaleOrder(models.Model):
+    """Closing subscriptions: close now or at a date, reopen, cancel a
+    scheduled closing, and the scheduled actions that finish the closings.
+
+    Every way of closing (the Close popup, the Action menu of the list, the
+    customer portal, the scheduled action) ends in :meth:`_action_close`;
+    reopening in :meth:`_action_reopen`; cancelling a scheduled closing in
+    :meth:`_action_cancel_close`. Each is all-or-nothing, works on any number
+    of orders by chunks, and writes through ``write()`` (one call per group of
+    equal values), so that automation rules, ``write`` overrides, constraints
+    and tracking hooks see every change; each order gets one chatter message
+    with the tracked values.
+    """
+
+    _inherit = "sale.order"  # pylint: disable=consider-merging-classes-inherited
+
+    # ------------------------------------------------------------------
+    # Buttons
+    # ------------------------------------------------------------------
+
+    def action_open_close_wizard(self):
+        """Open the Close Reason popup for the subscriptions of ``self``."""
+        self._check_can_close()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "subscription_close.sale_order_close_action"
+        )
+        action["context"] = {"dialog_size": "medium", "default_order_ids": self.ids}
+        return action
+
+    def action_reopen(self):
+        return self._action_reopen()
+
+    def action_cancel_close(self):
+        return self._action_cancel_close()
+
+    # ------------------------------------------------------------------
+    # What may be closed
+    # ------------------------------------------------------------------
+
+    def _get_close_refusals(self):
+        """Return ``{order: why}`` for the orders of ``self`` that cannot be
+        closed. Override to refuse more (e.g. an unpaid final invoice)."""
+        refusals = {}
+        for order in self:
+            if not order.is_subscription:
+                refusals[order] = self.env._("not a subscription")
+            elif order.subscription_state == "1_draft":
+                refusals[order] = self.env._("still a quotation")
+            elif order.subscription_state == "6_churn":
+                refusals[order] = self.env._("already closed")
+            elif order.subscription_state != "3_progress":
+                refusals[order] = self.env._("not in progress")
+        return refusals
+
+    def _check_can_close(self):
+        refusals = {}
+        for chunk in self._subscription_chunks():
+            refusals.update(chunk._get_close_refusals())
+        if refusals:
+            raise UserError(
+                self.env._(
+                    "Only subscriptions in progress can be closed. "
+                    "Nothing was closed because of:\n%(orders)s",
+                    orders=self._subscription_refusal_list(refusals),
+                )
+            )
+
+    def _subscription_refusal_list(self, refusals):
+        """``refusals`` (``{order: why}``) as lines for a message: the first
+        ``REFUSALS_SHOWN`` orders by name, then how many more."""
+        lines = [
+            f"- {order.display_name}: {why}"
+            for order, why in list(refusals.items())[:REFUSALS_SHOWN]
+        ]
+        if len(refusals) > REFUSALS_SHOWN:
+            lines.append(self.env._("- and %(count)s more", count=len(refusals) - REFUSALS_SHOWN))
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------
+    # The closing API
+    # ------------------------------------------------------------------
+
+    def _action_close(self, reason, end_dates, author=None, retention_shown=False):
+        """Close the subscriptions of ``self``: the one closing method.
+
+        The Close popup (one or many orders), the customer portal and the
+        scheduled action all end here. All-or-nothing: if one order cannot
+        be closed, nothing changes.
+
+        :param reason: the ``sale.order.close.reason`` of the closing.
+        :param end_dates: ``{order_id: date}``, the last day of each
+            subscription, computed by the caller (today, the end of the
+            current period, a chosen date, the end date already set). A date
+            after the order's today schedules the closing: the subscription
+            stays In Progress with that end date and the reason until the
+            scheduled action closes it. A date up to today closes it now.
+        :param author: ``res.partner`` who closes when it is not the current
+            user (the customer, from the portal).
+        :param retention_shown: the customer saw the retention offer of the
+            reason before confirming; the chatter says so.
+        """
+        if not self:
+            return True
+        self.check_access("write")
+        self._check_can_close()
+        reason._check_usable_for(self)
+        missing = self.filtered(lambda order: not end_dates.get(order.id))
+        if missing:
+            raise UserError(
+                self.env._(
+                    "No end date was given to close %(orders)s.",
+                    orders=", ".join(missing[:REFUSALS_SHOWN].mapped("display_name")),
+                )
+            )
+        send_mail = False
+        for chunk in self._subscription_chunks():
+            today_by_id = chunk._get_subscription_today()
+            vals_by_id, event_by_id = {}, {}
+            for order in chunk:
+                end_date, today = end_dates[order.id], today_by_id[order.id]
+                if end_date > today:
+                    event, state, mail = "close_scheduled", "3_progress", "scheduled"
+                else:
+                    event = "closed" if end_date == today else "expired"
+                    state, mail = "6_churn", "closed"
+                mail = order.plan_id.send_close_mail and mail
+                send_mail = send_mail or bool(mail)
+                vals_by_id[order.id] = {
+                    "subscription_state": state,
+                    "end_date": end_date,
+                    "close_reason_id": reason.id,
+                    "close_mail_to_send": mail,
+                }
+                event_by_id[order.id] = (event, end_date)
+            body_by_id = chunk._subscription_log_bodies(
+                event_by_id, author=author, reason=reason, retention_shown=retention_shown
+            )
+            chunk._subscription_write(vals_by_id, body_by_id, author=author)
+        if send_mail:
+            self.env.ref("subscription_close.ir_cron_send_close_mails")._trigger()
+        return True
+
+    def _action_reopen(self, author=None):
+        """Put churned subscriptions back in progress, without end date nor
+        close reason. ``author`` as for :meth:`_action_close`."""
+        if not self:
+            return True
+        self.check_access("write")
+        not_churned = self.filtered(lambda order: order.subscription_state != "6_churn")
+        if not_churned:
+            raise UserError(
+                self.env._(
+                    "Only closed subscriptions can be reopened. Nothing was reopened because "
+                    "of:\n%(orders)s",
+                    orders=self._subscription_refusal_list(
+                        dict.fromkeys(not_churned, self.env._("not closed"))
+                    ),
+                )
+            )
+        vals = {
+            "subscription_state": "3_progress",
+            "end_date": False,
+            "close_reason_id": False,
+            "close_mail_to_send": False,
+        }
+        self._subscription_apply("reopened", vals, author=author)
+        return True
+
+    def _action_cancel_close(self, author=None):
+        """Cancel the scheduled closing of the subscriptions of ``self``: they
+        stay In Progress, without end date nor close reason. ``author`` as
+        for :meth:`_action_close` (the customer keeping their subscription)."""
+        if not self:
+            return True
+        self.check_access("write")
+        not_closing = self.filtered(lambda order: not order.is_closing)
+        if not_closing:
+            raise UserError(
+                self.env._(
+                    "These subscriptions have no scheduled closing to cancel:\n%(orders)s",
+                    orders=self._subscription_refusal_list(
+                        dict.fromkeys(not_closing, self.env._("no closing scheduled"))
+                    ),
+                )
+            )
+        vals = {"end_date": False, "close_reason_id": False, "close_mail_to_send": False}
+        self._subscription_apply("close_cancelled", vals, author=author)
+        return True
+
+    def _get_subscription_log_message(
+        self, event, author=None, reason=None, end_date=None, retention_shown=False
+    ):
+        """The chatter text logged on the order ``self`` for ``event``:
+        ``closed``, ``expired`` (closed by the scheduled action on its end
+        date), ``close_scheduled``, ``reopened`` or ``close_cancelled``.
+        Override to change or add to the text (it is called for each order of
+        a batch: read what it needs from ``self``, which prefetches for the
+        whole batch); the tracked values are shown below it."""
+        self.ensure_one()
+        name = (author or self.env.user.partner_id).name
+        if event == "closed":
+            body = self.env._(
+                "Subscription closed by %(name)s. Close Reason: %(reason)s",
+                name=name,
+                reason=reason.name,
+            )
+        elif event == "expired":
+            body = self.env._(
+                "Subscription closed on its end date. Close Reason: %(reason)s",
+                reason=reason.name,
+            )
+        elif event == "close_scheduled":
+            body = self.env._(
+                "Closing scheduled by %(name)s: the subscription will close on "
+                "%(date)s. Close Reason: %(reason)s",
+                name=name,
+                date=format_date(self.env, end_date),
+                reason=reason.name,
+            )
+        elif event == "reopened":
+            body = self.env._("Subscription reopened by %(name)s.", name=name)
+        elif event == "close_cancelled":
+            body = self.env._(
+                "Scheduled closing cancelled by %(name)s: the subscription goes on.", name=name
+            )
+        else:
+            body = ""
+        if retention_shown:
+            body = self.env._(
+                "%(message)s (a retention offer was shown before closing)", message=body
+            )
+        return body
+
+    def _get_period_end_dates(self):
+        """``{order_id: date}``: the last day of the billing period that
+        contains today, i.e. the day before the next invoice date (or before
+        the next period boundary when the next invoice date is already past)."""
+        today_by_id = self._get_subscription_today()
+        end_dates = {}
+        for order in self:
+            today = today_by_id[order.id]
+            boundary = order.next_invoice_date
+            if order.plan_id and order.start_date and (not boundary or boundary <= today):
+                count = 1
+                boundary = order.plan_id._add_periods(order.start_date, count)
+                while boundary <= today:
+                    count += 1
+                    boundary = order.plan_id._add_periods(order.start_date, count)
+            end_dates[order.id] = boundary - relativedelta(days=1) if boundary else today
+        return end_dates
+
+    # ------------------------------------------------------------------
+    # Scheduled actions
+    # ------------------------------------------------------------------
+
+    @api.model
+    def _cron_close_expired(self, batch_size=CLOSE_CHUNK_SIZE):
+        """Close the subscriptions whose end date has passed.
+
+        Batches of ``batch_size`` orders, each locked with SKIP LOCKED so that
+        two workers never close the same order, closed through
+        :meth:`_action_close` (one call per close reason) and committed with
+        the cron progress. Running it twice closes nothing more: closed
+        subscriptions are no longer due.
+        """
+        expired = self.env.ref("subscription_close.close_reason_expired")
+        domain = Domain("subscription_state", "=", "3_progress") & self._subscription_date_domain(
+            "end_date", "<"
+        )
+        while True:
+            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
+                allow_referencing=True
+            )
+            if not orders:
+                break
+            for reason, group in orders.grouped(lambda o: o.close_reason_id or expired).items():
+                group._action_close(reason, {order.id: order.end_date for order in group})
+            orders._subscription_release_cache()
+            remaining = self.search_count(domain)
+            time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
+            if not remaining or not time_left:
+                break
+
+    @api.model
+    def _cron_send_close_mails(self, batch_size=50):
+        """Send the closure emails waiting on subscriptions, in batches
+        committed with the cron progress."""
+        templates = {
+            "closed": self.env.ref("subscription_close.mail_template_subscription_closed"),
+            "scheduled": self.env.ref("subscription_close.mail_template_subscription_closing"),
+        }
+        domain = [("close_mail_to_send", "!=", False)]
+        while True:
+            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
+                allow_referencing=True
+            )
+            if not orders:
+                break
+            for order in orders:
+                order.message_post_with_source(
+                    templates[order.close_mail_to_send],
+                    subtype_xmlid="mail.mt_comment",
+                    email_layout_xmlid="mail.mail_notification_light",
+                )
+            orders.write({"close_mail_to_send": False})
+            remaining = self.search_count(domain) if len(orders) == batch_size else 0
+            time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
+            if not remaining or not time_left:
+                break
+
+    @api.model
+    def _subscription_date_domain(self, field_name, operator):
+        """The orders whose date ``field_name`` compares with ``operator`` to
+        today, today being taken in the timezone of each order's company
+        (one term per company)."""
+        companies = self.env["res.company"].sudo().search([])
+        return Domain.OR(
+            Domain("company_id", "=", company.id)
+            & Domain(field_name, operator, self.with_company(company)._subscription_today())
+            for company in companies
+        )
+
+    # ------------------------------------------------------------------
+    # Writing and logging, through the ORM
+    # ------------------------------------------------------------------
+
+    def _subscription_chunks(self):
+        """Yield the orders of ``self`` by chunks of ``CLOSE_CHUNK_SIZE``.
+        Between two chunks the cache of the chunk and of the chatter is
+        released, so that memory is bounded by one chunk, not the selection."""
+        if len(self) <= CLOSE_CHUNK_SIZE:
+            yield self
+            return
+        for chunk in split_every(CLOSE_CHUNK_SIZE, self.ids, self.browse):
+            yield chunk
+            chunk._subscription_release_cache()
+
+    def _subscription_release_cache(self):
+        """Drop these orders and the chatter from the cache once they are
+        written, so that processing the next batch does not add to memory."""
+        self.env.flush_all()
+        self.invalidate_recordset()
+        self.env["mail.message"].invalidate_model()
+        self.env["mail.tracking.value"].invalidate_model()
+
+    def _subscription_apply(self, event, vals, author=None):
+        """Write ``vals`` on every order of ``self`` and log ``event``, by
+        chunks (reopen, cancel closing, and the like)."""
+        for chunk in self._subscription_chunks():
+            body_by_id = chunk._subscription_log_bodies(
+                dict.fromkeys(chunk.ids, (event, None)), author=author
+            )
+            chunk._subscription_write(dict.fromkeys(chunk.ids, vals), body_by_id, author=author)
+
+    def _subscription_log_bodies(self, event_by_id, **kwargs):
+        """``{order_id: body}`` from ``event_by_id`` (``{order_id: (event,
+        end_date)}``), each body given by :meth:`_get_subscription_log_message`."""
+        return {
+            order.id: order._get_subscription_log_message(
+                event_by_id[order.id][0], end_date=event_by_id[order.id][1], **kwargs
+            )
+            for order in self
+        }
+
+    def _subscription_write(self, vals_by_id, body_by_id, author=None):
+        """Write ``vals_by_id[order.id]`` on the orders of ``self`` with one
+        ``write()`` per group of orders with equal values, and log
+        ``body_by_id[order.id]`` with the tracked changes in each chatter, in
+        the name of ``author`` (a partner) if given.
+
+        The body and the author are handed to the tracking the core way
+        (``_track_set_log_message``, ``_track_set_author``), then the tracking
+        of these orders is logged at once, in batch (:meth:`_subscription_track`).
+        """
+        ids_by_body = defaultdict(list)
+        for order_id, body in body_by_id.items():
+            ids_by_body[body].append(order_id)
+        for body, ids in ids_by_body.items():
+            self.browse(ids)._track_set_log_message(body)
+        if author:
+            self._track_set_author(author)
+        ids_by_vals = defaultdict(list)
+        for order_id, vals in vals_by_id.items():
+            ids_by_vals[tuple(sorted(vals.items()))].append(order_id)
+        for vals, ids in ids_by_vals.items():
+            self.browse(ids).write(dict(vals))
+        self._subscription_track()
+
+    def _subscription_track(self):
+        """Log now the changes tracked on the orders of ``self`` since the
+        start of the transaction: one message per order with its body (see
+        ``_track_set_log_message``), author (``_track_set_author``) and every
+        tracked value that changed, earlier edits of the same transaction
+        included, so that nothing is logged twice at commit.
+
+        This is what ``mail.thread`` does at commit time, done in batch:
+        ``_track_subtype`` picks the subtype of each message (a message with a
+        subtype is posted and notifies the followers, e.g. a customer's
+        closing), the others are created as notes with ONE
+        ``mail.message.create`` for all the orders, and
+        ``_message_track_post_template`` runs for each order.
+        """
+        data = self.env.cr.precommit.data
+        initial_values = _pop_ids(data.get(f"mail.tracking.{self._name}", {}), self.ids)
+        bodies = _pop_ids(data.get(f"mail.tracking.message.{self._name}", {}), self.ids)
+        authors = data.get(f"mail.tracking.author.{self._name}", {})
+        tracked_fields = self.fields_get(
+            list(self._track_get_fields()),
+            attributes=("string", "type", "selection", "currency_field"),
+        )
+        notes = defaultdict(list)  # {author_id: [(order_id, body, tracking values)]}
+        changes_by_id = {}
+        for order in self.sudo():
+            initial = initial_values.get(order.id) or {}
+            changes, tracking_value_ids = order._mail_track(tracked_fields, initial)
+            changes_by_id[order.id] = changes
+            if not changes and order.id not in bodies:
+                continue
+            subtype = order._track_subtype({fname: initial[fname] for fname in changes})
+            author_id = authors[order.id].id if order.id in authors else None
+            body = bodies.get(order.id, "")
+            if subtype:
+                order.message_post(
+                    body=body,
+                    author_id=author_id,
+                    subtype_id=subtype.id,
+                    tracking_value_ids=tracking_value_ids,
+                )
+            else:
+                notes[author_id].append((order.id, body, tracking_value_ids))
+        _pop_ids(authors, self.ids)
+        for author_id, author_notes in notes.items():
+            self._subscription_log_notes(author_notes, author_id)
+        for order in self.sudo():
+            order._message_track_post_template(changes_by_id[order.id])
+
+    def _subscription_log_notes(self, notes, author_id=None):
+        """Create the notes ``[(order_id, body, tracking_value_ids)]`` with
+        one ``mail.message.create`` (the values ``_message_log_batch`` gives
+        a note) and their tracking values with one ``create``."""
+        author_id, email_from = self._message_compute_author(author_id)
+        values = {
+            "author_id": author_id,
+            "email_from": email_from,
+            "model": self._name,
+            "record_alias_domain_id": False,
+            "record_company_id": False,
+            "message_type": "notification",
+            "is_internal": True,
+            "subtype_id": self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_note"),
+            "email_add_signature": False,
+            "message_id": generate_tracking_message_id("message-notify"),
+            "reply_to": self.env["mail.thread"]._notify_get_reply_to(
+                default=email_from, author_id=author_id
+            )[False],
+        }
+        messages = self.sudo()._message_create(
+            [dict(values, res_id=order_id, body=escape(body)) for order_id, body, _t in notes]
+        )
+        # The tracking values of all the notes in one create (given to each
+        # message, they would be inserted message by message).
+        self.env["mail.tracking.value"].sudo().create(
+            [
+                dict(command[2], mail_message_id=message.id)
+                for message, (_id, _body, tracking) in zip(messages, notes, strict=True)
+                for command in tracking
+            ]
+        )
+        return messages
+
+    def _track_subtype(self, init_values):
+        """A change of closing made by a customer (the author of the tracking,
+        see ``_track_set_author``, is not an internal user: a closing from the
+        portal) is posted with the "Subscription Closed" subtype, which
+        notifies the followers; the same change made in the backend is a
+        note."""
+        self.ensure_one()
+        subtype = super()._track_subtype(init_values)
+        if subtype or not init_values.keys() & {"end_date", "close_reason_id"}:
+            return subtype
+        authors = self.env.cr.precommit.data.get(f"mail.tracking.author.{self._name}", {})
+        author = authors.get(self.id)
+        if author and author.partner_share:
+            return self.env.ref("subscription_close.mt_subscription_closed")
+        return subtype
+
+
+def _pop_ids(values_by_id, ids):
+    """Remove the entries of ``ids`` from ``values_by_id`` and return them."""
+    return {id_: values_by_id.pop(id_) for id_ in ids if id_ in values_by_id}
