@@ -65,14 +65,20 @@ class TestClosePerformance(SubscriptionCommon):
         #   1  read the user's partner (author of the notes, name in them)
         #   2  read the orders' company and its partner (timezone, reply-to)
         #   1  read the close reason (active, company, name)
-        #   1  read the recurring plans (closure email on or off)
+        #   1  read the recurring plans (closure email, credit note on close)
         #   3  trigger the closure email cron (check, read, INSERT trigger)
+        #   4  read the order lines, their products and templates, and the
+        #      lines' invoice status: a closed subscription has nothing left
+        #      to invoice (qty_to_invoice, invoice_status recomputed)
+        #   1  read the currencies (lost MRR in the company currency)
         # and per 100 subscriptions (the ORM's batching):
-        #   1  UPDATE sale_order (state, end date, reason, email to send)
+        #   1  UPDATE sale_order (state, end date, reason, email to send,
+        #      churn type and lost MRR)
+        #   1  UPDATE sale_order_line (one line per subscription here)
         #   1  INSERT mail_message (one note per subscription)
         #   3  INSERT mail_tracking_value (3 tracked values per note)
         def expected(count):
-            return 11 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
+            return 17 + per_hundred(count) * 3 + per_hundred(count, per_order=3)
 
         popup_10 = self._popup(self.orders_10.with_env(self.env))
         popup_200 = self._popup(self.orders_200.with_env(self.env))
@@ -94,13 +100,17 @@ class TestClosePerformance(SubscriptionCommon):
 
         # Reopening N subscriptions:
         #   1  read the orders (access check, state, tracked fields)
-        #   1  read the user's partner (author of the notes, name in them)
+        #   2  read the user's partner and the company's (author, reply-to)
         #   1  read the former close reasons (their names in the tracking)
-        #   1  read the company (reply-to of the notes)
-        # and per 100 subscriptions: 1 UPDATE sale_order, 1 INSERT
-        # mail_message, 3 INSERT mail_tracking_value (3 values per note).
+        #   1  read the company (timezone)
+        #   5  read the order lines, their products and templates, the lines'
+        #      invoice status and the currencies (invoicing resumes: the
+        #      lines are to invoice again when due; lost MRR back to zero)
+        #   1  read the ids of the lines of the orders
+        # and per 100 subscriptions: 1 UPDATE sale_order, 1 UPDATE
+        # sale_order_line, 1 INSERT mail_message, 3 INSERT mail_tracking_value.
         def expected(count):
-            return 4 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
+            return 11 + per_hundred(count) * 3 + per_hundred(count, per_order=3)
 
         self._measure(expected(10), orders_10.action_reopen)
         self._measure(expected(200), orders_200.action_reopen)
