@@ -212,10 +212,11 @@ class SaleOrder(models.Model):
             )
         return moves
 
-    def _prepare_subscription_invoice(self, period_start, period_end, invoice_date):
+    def _prepare_subscription_invoice(self, period_start, period_end):
         """Values of the invoice of the period ``period_start`` -
-        ``period_end`` of the subscription ``self``: its recurring lines at
-        the order's prices and taxes, each labelled with the period, and the
+        ``period_end`` of the subscription ``self``, dated from the first day
+        of the period (invoiced in advance): its recurring lines at the
+        order's prices and taxes, each labelled with the period, and the
         one-off lines not invoiced yet (e.g. a setup fee, on the first
         invoice)."""
         self.ensure_one()
@@ -240,7 +241,7 @@ class SaleOrder(models.Model):
                 lines.append(line._prepare_invoice_line(sequence=sequence))
         values.update(
             {
-                "invoice_date": invoice_date,
+                "invoice_date": period_start,
                 "subscription_id": self.id,
                 "subscription_period_start": period_start,
                 "subscription_period_end": period_end,
@@ -258,7 +259,6 @@ class SaleOrder(models.Model):
         subscriptions are due and holds their lock. Returns the invoices."""
         if not self:
             return self.env["account.move"]
-        today_by_id = self._get_subscription_today()
         vals_list, next_dates, periods = [], {}, {}
         for order in self:
             period_start = order.next_invoice_date
@@ -266,9 +266,7 @@ class SaleOrder(models.Model):
             period_end = next_start - timedelta(days=1)
             periods[order.id] = (period_start, period_end)
             next_dates[order.id] = next_start
-            vals = order._prepare_subscription_invoice(
-                period_start, period_end, today_by_id[order.id]
-            )
+            vals = order._prepare_subscription_invoice(period_start, period_end)
             if vals["invoice_line_ids"]:
                 vals_list.append(vals)
         # As Odoo's sale does: a salesperson invoices without invoicing rights.
@@ -598,14 +596,32 @@ class SaleOrder(models.Model):
             )
         ).sorted("invoice_date_due")
 
+    def _close_unpaid(self):
+        """Close the subscriptions of ``self`` whose plan has an Automatic
+        Closing delay and that have an invoice still unpaid that many days
+        after its due date, with the protected "Unpaid invoice" reason.
+        Returns the subscriptions closed."""
+        reason = self.env.ref("subscription_close.close_reason_unpaid")
+        today_by_id = self._get_subscription_today()
+        unpaid = self.filtered(
+            lambda order: (
+                order.subscription_state == "3_progress"
+                and order.plan_id.auto_close_days
+                and order._get_overdue_invoices(
+                    order.plan_id.auto_close_days, today_by_id[order.id]
+                )
+            )
+        )
+        unpaid._action_close(reason, {order.id: today_by_id[order.id] for order in unpaid})
+        return unpaid
+
     @api.model
     def _cron_close_unpaid(self, batch_size=INVOICE_BATCH_SIZE):
-        """Close the subscriptions whose plan has an Automatic Closing delay
-        and that have an invoice still unpaid that many days after its due
-        date, with the protected "Unpaid invoice" reason; and queue the
-        overdue reminders of the plans that send them."""
+        """Queue the overdue reminders of the plans that send them, then
+        close the subscriptions left unpaid too long (:meth:`_close_unpaid`),
+        in batches locked with SKIP LOCKED and committed with the cron
+        progress. Invoices are never changed."""
         self._subscription_queue_overdue_reminders()
-        reason = self.env.ref("subscription_close.close_reason_unpaid")
         candidates = self.env["account.move"]._read_group(
             [
                 ("subscription_id.subscription_state", "=", "3_progress"),
@@ -620,18 +636,9 @@ class SaleOrder(models.Model):
         order_ids = [order.id for (order,) in candidates]
         for batch_ids in split_every(batch_size, order_ids):
             orders = self.browse(batch_ids).try_lock_for_update(allow_referencing=True)
-            today_by_id = orders._get_subscription_today()
-            unpaid = orders.filtered(
-                lambda order, today_by_id=today_by_id: (
-                    order.subscription_state == "3_progress"
-                    and order._get_overdue_invoices(
-                        order.plan_id.auto_close_days, today_by_id[order.id]
-                    )
-                )
-            )
-            unpaid._action_close(reason, {order.id: today_by_id[order.id] for order in unpaid})
+            closed = orders._close_unpaid()
             orders._subscription_release_cache()
-            self.env["ir.cron"]._commit_progress(len(unpaid))
+            self.env["ir.cron"]._commit_progress(len(closed))
 
     @api.model
     def _subscription_queue_overdue_reminders(self):

@@ -8,7 +8,7 @@ from odoo.fields import Command
 from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
 
-from .common import SubscriptionCommon
+from .common import SubscriptionCommon, SubscriptionPortalCommon
 
 _logger = logging.getLogger(__name__)
 
@@ -522,3 +522,28 @@ class TestInvoicingPerformance(InvoicingCommon):
         # batch, write the next dates, log the chatter) is per batch.
         self.assertLessEqual(per_subscription, 20)
         self.assertLessEqual(queries_10, 300)
+
+
+@tagged("post_install", "-at_install")
+class TestInvoicingPortal(SubscriptionPortalCommon):
+    def test_portal_shows_next_invoice_and_invoices(self):
+        with freeze_time("2026-05-10"):
+            order = self._create_subscription()
+            invoice = order._create_invoices()
+            other = self._create_subscription()
+            other_invoice = other._create_invoices()
+            other.partner_id = self._create_portal_customer("Someone Else", "sc_else")[0]
+            self._login()
+            page = self.url_open(order.get_portal_url()).text
+        self.assertIn('id="subscription_invoices"', page)
+        self.assertIn(invoice.name, page)
+        self.assertIn(invoice.get_portal_url().split("?")[0], page)
+        self.assertNotIn(other_invoice.name, page)
+        self.assertIn('id="subscription_next_invoice"', page)
+        self.assertIn("06/10/2026", page)
+        self.assertIn("30.00", page)
+        # Closed: no next invoice any more, the invoices stay listed.
+        self._close(order, self.env.ref("subscription_close.close_reason_too_expensive"))
+        page = self.url_open(order.get_portal_url()).text
+        self.assertNotIn('id="subscription_next_invoice"', page)
+        self.assertIn(invoice.name, page)
