@@ -177,8 +177,16 @@ class SaleOrder(models.Model):
         period (through :meth:`_create_recurring_invoices`), never the whole
         order again; other orders are invoiced as usual."""
         subscriptions = self.filtered(
-            lambda order: order.is_subscription and order.subscription_state == "3_progress"
+            lambda order: order.is_subscription and order.subscription_state
         )
+        not_running = subscriptions.filtered(lambda order: order.subscription_state != "3_progress")
+        if not_running:
+            raise UserError(
+                self.env._(
+                    "Only subscriptions in progress are invoiced: %(orders)s",
+                    orders=", ".join(not_running[:20].mapped("display_name")),
+                )
+            )
         moves = self.env["account.move"]
         if subscriptions:
             today_by_id = subscriptions._get_subscription_today()
@@ -427,12 +435,33 @@ class SaleOrder(models.Model):
     # Closing and billing together
     # ------------------------------------------------------------------
 
+    def _subscription_refresh_qty_to_invoice(self):
+        """Recompute the quantity to invoice of the recurring lines of the
+        subscriptions of ``self`` whose due state no longer matches it (e.g.
+        closed while a period was due, reopened on a due date)."""
+        lines = self.env["sale.order.line"]
+        today_by_id = self._get_subscription_today()
+        for order in self:
+            due = order.state == "sale" and order._is_invoice_due(today_by_id[order.id])
+            for line in order._get_recurring_lines():
+                if line.qty_to_invoice != (line.product_uom_qty if due else 0.0):
+                    lines |= line
+        if lines:
+            self.env.add_to_compute(lines._fields["qty_to_invoice"], lines)
+            lines.modified(["qty_to_invoice"])  # and their invoice status
+
+    def _action_cancel_close(self, author=None):
+        res = super()._action_cancel_close(author=author)
+        self._subscription_refresh_qty_to_invoice()
+        return res
+
     def _action_close(self, reason, end_dates, author=None, retention_shown=False):
         """Closing now a subscription whose plan says so prepares a draft
         credit note for the unused days of the period already invoiced."""
         res = super()._action_close(
             reason, end_dates, author=author, retention_shown=retention_shown
         )
+        self._subscription_refresh_qty_to_invoice()
         closed_now = self.filtered(
             lambda order: (
                 order.plan_id.close_refund == "prorated"
@@ -549,6 +578,7 @@ class SaleOrder(models.Model):
                 late.filtered(lambda order, day=today: today_by_id[order.id] == day).write(
                     {"next_invoice_date": today}
                 )
+        self._subscription_refresh_qty_to_invoice()
         return res
 
     def _get_subscription_log_message(
@@ -666,10 +696,16 @@ class SaleOrder(models.Model):
 class SaleOrderLine(models.Model):
     _inherit = "sale.order.line"
 
-    @api.depends("order_id.subscription_state", "order_id.next_invoice_date", "order_id.end_date")
+    @api.depends("order_id.next_invoice_date")
     def _compute_qty_to_invoice(self):
         """The recurring lines of a subscription are to invoice while its
-        current period is not invoiced (and never once it is closed)."""
+        current period is not invoiced (and never once it is closed).
+
+        It is recomputed when the next invoice date moves; the closing
+        methods refresh the few lines whose subscription changed from due to
+        not due or back (:meth:`SaleOrder._subscription_refresh_qty_to_invoice`),
+        so that closing thousands of subscriptions whose period is invoiced
+        does not recompute the invoice status of every order."""
         res = super()._compute_qty_to_invoice()
         due_by_order = defaultdict(bool)
         for line in self:

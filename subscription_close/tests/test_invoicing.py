@@ -282,6 +282,21 @@ class TestInvoicingAndClosing(InvoicingCommon):
             self.assertEqual(len(self._invoices(order)), 1, order.name)
             self.assertEqual(order.subscription_state, "6_churn")
 
+    @freeze_time("2026-01-10")
+    def test_closed_subscription_has_nothing_to_invoice(self):
+        order = self._create_subscription()  # its first period is due today
+        self.assertEqual(order.invoice_status, "to invoice")
+        self._close(order, self.reason)
+        self.env.flush_all()
+        self.assertEqual(order.order_line.qty_to_invoice, 0.0)
+        self.assertNotEqual(order.invoice_status, "to invoice")
+        with self.assertRaisesText("Only subscriptions in progress are invoiced"):
+            order._create_invoices()
+        self.assertFalse(order.invoice_ids)
+        order._action_reopen()
+        self.env.flush_all()
+        self.assertEqual(order.invoice_status, "to invoice")
+
     def test_close_on_a_date_invoices_the_periods_that_start_before(self):
         with freeze_time("2026-01-10"):
             order = self._create_subscription()
