@@ -170,6 +170,19 @@ class TestRecurringInvoicing(InvoicingCommon):
         self.assertIn(invoice.name, mail.subject)
         # The way out is in every invoice email: the subscription's portal page.
         self.assertIn(mailed_order.get_portal_url().split("?")[0], mail.body_html)
+        # Also when the invoice is sent by hand, as any invoice.
+        invoice.message_post(
+            body="Your invoice",
+            partner_ids=self.customer.ids,
+            subtype_xmlid="mail.mt_comment",
+            email_layout_xmlid="mail.mail_notification_layout_with_responsible_signature",
+        )
+        sent_by_hand = self.env["mail.mail"].search(
+            [("model", "=", "account.move"), ("res_id", "=", invoice.id)], order="id desc", limit=1
+        )
+        self.assertNotEqual(sent_by_hand, mail)
+        self.assertIn(mailed_order.get_portal_url().split("?")[0], sent_by_hand.body_html)
+        self.assertIn("Manage your subscription", sent_by_hand.body_html)
 
     def test_a_period_is_invoiced_once(self):
         with freeze_time("2026-05-10"):
