@@ -277,7 +277,10 @@ class SaleOrder(models.Model):
             vals = order._prepare_subscription_invoice(period_start, period_end)
             if vals["invoice_line_ids"]:
                 vals_list.append(vals)
-        # As Odoo's sale does: a salesperson invoices without invoicing rights.
+        # The unique index on the periods must see the invoices cancelled
+        # earlier in the transaction; as Odoo's sale does, a salesperson
+        # invoices without invoicing rights.
+        self.env["account.move"].flush_model(["state"])
         moves = (
             self.env["account.move"]
             .sudo()

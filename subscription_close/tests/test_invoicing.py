@@ -87,6 +87,26 @@ class TestRecurringInvoicing(InvoicingCommon):
         self.assertIn("31 Mar 2026 – 29 Apr 2026", message.body)
         self.assertEqual(message.tracking_value_ids.field_id.mapped("name"), ["next_invoice_date"])
 
+    def test_cancelled_or_deleted_invoice_gives_its_period_back(self):
+        self.plan_month.auto_post_invoices = False
+        with freeze_time("2026-05-10"):
+            order = self._create_subscription()
+            first = order._create_invoices()
+            self.assertEqual(order.next_invoice_date, date(2026, 6, 10))
+            first.button_cancel()
+            self.assertEqual(order.next_invoice_date, date(2026, 5, 10))
+            second = order._create_invoices()  # the same period, again
+            self.assertEqual(second.subscription_period_start, date(2026, 5, 10))
+            second.unlink()
+            self.assertEqual(order.next_invoice_date, date(2026, 5, 10))
+            third = order._create_invoices()
+        with freeze_time("2026-06-10"):
+            fourth = order._create_invoices()
+            self.assertEqual(fourth.subscription_period_start, date(2026, 6, 10))
+            # Cancelling an older invoice does not move the date back.
+            third.button_cancel()
+        self.assertEqual(order.next_invoice_date, date(2026, 7, 10))
+
     def test_weekly_and_yearly_periods(self):
         with freeze_time("2026-03-02"):
             weekly = self._create_subscription(plan=self.plan_week)
