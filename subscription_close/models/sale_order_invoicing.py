@@ -427,8 +427,10 @@ class SaleOrder(models.Model):
             _moves, failed = (orders - not_due)._create_recurring_invoices_safely()
             skipped += failed.ids
             processed = len(orders) - len(not_due) - len(failed)
-            orders._subscription_release_cache()
-            self.env["account.move"].invalidate_model()
+            # Memory stays bounded by a batch: invoices, their lines and
+            # everything they computed leave the cache once written.
+            self.env.flush_all()
+            self.env.invalidate_all()
             remaining = self.search_count(domain & Domain("id", "not in", skipped))
             time_left = self.env["ir.cron"]._commit_progress(processed, remaining=remaining)
             if not remaining or not time_left:
