@@ -151,11 +151,44 @@ class SubscriptionPortal(CustomerPortal):
             )
         return choices
 
+    def _get_subscription_pause_alert_text(self, order_sudo, code):
+        """The text of the alerts of pausing and resuming, or ``None``."""
+        env = request.env
+        if code == "paused" and order_sudo.subscription_state == "4_paused":
+            if order_sudo.resume_date:
+                return env._(
+                    "Your subscription is paused until %(date)s: nothing is invoiced until then, "
+                    "and you can resume it at any time.",
+                    date=format_date(env, order_sudo.resume_date),
+                )
+            return env._("Your subscription is paused: nothing is invoiced until you resume it.")
+        if code == "resumed":
+            return env._("Your subscription is active again. Welcome back!")
+        if code == "already_paused":
+            return env._("This subscription is already paused.")
+        if code == "not_paused":
+            return env._("This subscription is not paused.")
+        if code == "pause_closing":
+            return env._(
+                "The closing of this subscription is scheduled, so it cannot be paused: keep "
+                "your subscription first if you would rather pause it."
+            )
+        if code == "not_pausable":
+            return env._("This subscription cannot be paused from the portal: please contact us.")
+        if code == "not_resumable":
+            return env._("This subscription cannot be resumed from the portal: please contact us.")
+        if code == "invalid_duration":
+            return env._("Please choose one of the proposed pause lengths.")
+        return None
+
     def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
         """The (level, text) shown on the order page for ``code``; the text is
         chosen here, never taken from the browser."""
         env = request.env
-        if code == "closed":
+        text = self._get_subscription_pause_alert_text(order_sudo, code)
+        if text:
+            pass
+        elif code == "closed":
             text = env._("Your subscription is closed. Thank you for having been with us.")
         elif code == "closing" and order_sudo.is_closing:
             text = env._(
@@ -167,34 +200,6 @@ class SubscriptionPortal(CustomerPortal):
             text = env._("Before you go, we have something for you:")
         elif code == "kept":
             text = env._("Your subscription goes on. Thank you for staying with us.")
-        elif code == "paused" and order_sudo.subscription_state == "4_paused":
-            if order_sudo.resume_date:
-                text = env._(
-                    "Your subscription is paused until %(date)s: nothing is invoiced until then, "
-                    "and you can resume it at any time.",
-                    date=format_date(env, order_sudo.resume_date),
-                )
-            else:
-                text = env._(
-                    "Your subscription is paused: nothing is invoiced until you resume it."
-                )
-        elif code == "resumed":
-            text = env._("Your subscription is active again. Welcome back!")
-        elif code == "already_paused":
-            text = env._("This subscription is already paused.")
-        elif code == "not_paused":
-            text = env._("This subscription is not paused.")
-        elif code == "pause_closing":
-            text = env._(
-                "The closing of this subscription is scheduled, so it cannot be paused: keep "
-                "your subscription first if you would rather pause it."
-            )
-        elif code == "not_pausable":
-            text = env._("This subscription cannot be paused from the portal: please contact us.")
-        elif code == "not_resumable":
-            text = env._("This subscription cannot be resumed from the portal: please contact us.")
-        elif code == "invalid_duration":
-            text = env._("Please choose one of the proposed pause lengths.")
         elif code == "not_closing":
             text = env._("This subscription has no scheduled closing.")
         elif code == "not_keepable":

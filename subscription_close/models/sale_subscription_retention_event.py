@@ -38,7 +38,6 @@ class SaleSubscriptionRetentionEvent(models.Model):
     company_id = fields.Many2one("res.company", required=True, index=True)
     close_reason_id = fields.Many2one(
         "sale.order.close.reason",
-        string="Close Reason",
         index="btree_not_null",
         ondelete="set null",
     )

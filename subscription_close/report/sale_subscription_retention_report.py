@@ -21,9 +21,7 @@ class SaleSubscriptionRetentionReport(models.Model):
     order_id = fields.Many2one("sale.order", string="Subscription", readonly=True)
     partner_id = fields.Many2one("res.partner", string="Customer", readonly=True)
     company_id = fields.Many2one("res.company", readonly=True)
-    close_reason_id = fields.Many2one(
-        "sale.order.close.reason", string="Close Reason", readonly=True
-    )
+    close_reason_id = fields.Many2one("sale.order.close.reason", readonly=True)
     plan_id = fields.Many2one("sale.subscription.plan", string="Recurring Plan", readonly=True)
     user_id = fields.Many2one("res.users", string="Salesperson", readonly=True)
     event_type = fields.Selection(RETENTION_EVENT_TYPES, string="Step", readonly=True)
