@@ -16,6 +16,19 @@ class SaleSubscriptionRetentionReport(models.Model):
     _auto = False
     _rec_name = "order_id"
     _order = "date desc, id desc"
+    # What the view reads: flushed before the report is read.
+    _depends = {  # noqa: RUF012
+        "sale.subscription.retention.event": [
+            "date",
+            "order_id",
+            "partner_id",
+            "company_id",
+            "close_reason_id",
+            "event_type",
+            "offer",
+        ],
+        "sale.order": ["plan_id", "user_id"],
+    }
 
     date = fields.Date(readonly=True)
     order_id = fields.Many2one("sale.order", string="Subscription", readonly=True)
