@@ -43,3 +43,27 @@ class AccountMove(models.Model):
         "WHERE move_type = 'out_invoice' AND state != 'cancel' AND subscription_id IS NOT NULL",
         "This period of the subscription is already invoiced.",
     )
+
+    def _subscription_give_back_periods(self):
+        """A recurring invoice cancelled or deleted gives its period back to
+        its subscription, if it was the last one invoiced: the next invoice
+        date moves back to its start, so that nothing is lost."""
+        for move in self.filtered(
+            lambda move: (
+                move.move_type == "out_invoice"
+                and move.subscription_id
+                and move.subscription_period_start
+            )
+        ):
+            order = move.subscription_id.sudo()
+            if order.next_invoice_date == fields.Date.add(move.subscription_period_end, days=1):
+                order.write({"next_invoice_date": move.subscription_period_start})
+
+    def button_cancel(self):
+        res = super().button_cancel()
+        self._subscription_give_back_periods()
+        return res
+
+    def unlink(self):
+        self._subscription_give_back_periods()
+        return super().unlink()

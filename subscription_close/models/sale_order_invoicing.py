@@ -177,8 +177,16 @@ class SaleOrder(models.Model):
         period (through :meth:`_create_recurring_invoices`), never the whole
         order again; other orders are invoiced as usual."""
         subscriptions = self.filtered(
-            lambda order: order.is_subscription and order.subscription_state == "3_progress"
+            lambda order: order.is_subscription and order.subscription_state
         )
+        not_running = subscriptions.filtered(lambda order: order.subscription_state != "3_progress")
+        if not_running:
+            raise UserError(
+                self.env._(
+                    "Only subscriptions in progress are invoiced: %(orders)s",
+                    orders=", ".join(not_running[:20].mapped("display_name")),
+                )
+            )
         moves = self.env["account.move"]
         if subscriptions:
             today_by_id = subscriptions._get_subscription_today()
@@ -212,10 +220,11 @@ class SaleOrder(models.Model):
             )
         return moves
 
-    def _prepare_subscription_invoice(self, period_start, period_end, invoice_date):
+    def _prepare_subscription_invoice(self, period_start, period_end):
         """Values of the invoice of the period ``period_start`` -
-        ``period_end`` of the subscription ``self``: its recurring lines at
-        the order's prices and taxes, each labelled with the period, and the
+        ``period_end`` of the subscription ``self``, dated from the first day
+        of the period (invoiced in advance): its recurring lines at the
+        order's prices and taxes, each labelled with the period, and the
         one-off lines not invoiced yet (e.g. a setup fee, on the first
         invoice)."""
         self.ensure_one()
@@ -240,7 +249,7 @@ class SaleOrder(models.Model):
                 lines.append(line._prepare_invoice_line(sequence=sequence))
         values.update(
             {
-                "invoice_date": invoice_date,
+                "invoice_date": period_start,
                 "subscription_id": self.id,
                 "subscription_period_start": period_start,
                 "subscription_period_end": period_end,
@@ -258,7 +267,6 @@ class SaleOrder(models.Model):
         subscriptions are due and holds their lock. Returns the invoices."""
         if not self:
             return self.env["account.move"]
-        today_by_id = self._get_subscription_today()
         vals_list, next_dates, periods = [], {}, {}
         for order in self:
             period_start = order.next_invoice_date
@@ -266,12 +274,13 @@ class SaleOrder(models.Model):
             period_end = next_start - timedelta(days=1)
             periods[order.id] = (period_start, period_end)
             next_dates[order.id] = next_start
-            vals = order._prepare_subscription_invoice(
-                period_start, period_end, today_by_id[order.id]
-            )
+            vals = order._prepare_subscription_invoice(period_start, period_end)
             if vals["invoice_line_ids"]:
                 vals_list.append(vals)
-        # As Odoo's sale does: a salesperson invoices without invoicing rights.
+        # The unique index on the periods must see the invoices cancelled
+        # earlier in the transaction; as Odoo's sale does, a salesperson
+        # invoices without invoicing rights.
+        self.env["account.move"].flush_model(["state"])
         moves = (
             self.env["account.move"]
             .sudo()
@@ -429,6 +438,26 @@ class SaleOrder(models.Model):
     # Closing and billing together
     # ------------------------------------------------------------------
 
+    def _subscription_refresh_qty_to_invoice(self):
+        """Recompute the quantity to invoice of the recurring lines of the
+        subscriptions of ``self`` whose due state no longer matches it (e.g.
+        closed while a period was due, reopened on a due date)."""
+        lines = self.env["sale.order.line"]
+        today_by_id = self._get_subscription_today()
+        for order in self:
+            due = order.state == "sale" and order._is_invoice_due(today_by_id[order.id])
+            for line in order._get_recurring_lines():
+                if line.qty_to_invoice != (line.product_uom_qty if due else 0.0):
+                    lines |= line
+        if lines:
+            self.env.add_to_compute(lines._fields["qty_to_invoice"], lines)
+            lines.modified(["qty_to_invoice"])  # and their invoice status
+
+    def _action_cancel_close(self, author=None):
+        res = super()._action_cancel_close(author=author)
+        self._subscription_refresh_qty_to_invoice()
+        return res
+
     def _action_close(self, reason, end_dates, author=None, retention_shown=False):
         """Closing now a subscription whose plan says so prepares a draft
         credit note for the unused days of the period already invoiced."""
@@ -437,6 +466,7 @@ class SaleOrder(models.Model):
         res = super()._action_close(
             reason, end_dates, author=author, retention_shown=retention_shown
         )
+        self._subscription_refresh_qty_to_invoice()
         closed_now = self.filtered(
             lambda order: (
                 order.plan_id.close_refund == "prorated"
@@ -566,6 +596,7 @@ class SaleOrder(models.Model):
                 late.filtered(lambda order, day=today: today_by_id[order.id] == day).write(
                     {"next_invoice_date": today}
                 )
+        self._subscription_refresh_qty_to_invoice()
         return res
 
     def _get_subscription_log_message(
@@ -614,14 +645,32 @@ class SaleOrder(models.Model):
             )
         ).sorted("invoice_date_due")
 
+    def _close_unpaid(self):
+        """Close the subscriptions of ``self`` whose plan has an Automatic
+        Closing delay and that have an invoice still unpaid that many days
+        after its due date, with the protected "Unpaid invoice" reason.
+        Returns the subscriptions closed."""
+        reason = self.env.ref("subscription_close.close_reason_unpaid")
+        today_by_id = self._get_subscription_today()
+        unpaid = self.filtered(
+            lambda order: (
+                order.subscription_state == "3_progress"
+                and order.plan_id.auto_close_days
+                and order._get_overdue_invoices(
+                    order.plan_id.auto_close_days, today_by_id[order.id]
+                )
+            )
+        )
+        unpaid._action_close(reason, {order.id: today_by_id[order.id] for order in unpaid})
+        return unpaid
+
     @api.model
     def _cron_close_unpaid(self, batch_size=INVOICE_BATCH_SIZE):
-        """Close the subscriptions whose plan has an Automatic Closing delay
-        and that have an invoice still unpaid that many days after its due
-        date, with the protected "Unpaid invoice" reason; and queue the
-        overdue reminders of the plans that send them."""
+        """Queue the overdue reminders of the plans that send them, then
+        close the subscriptions left unpaid too long (:meth:`_close_unpaid`),
+        in batches locked with SKIP LOCKED and committed with the cron
+        progress. Invoices are never changed."""
         self._subscription_queue_overdue_reminders()
-        reason = self.env.ref("subscription_close.close_reason_unpaid")
         candidates = self.env["account.move"]._read_group(
             [
                 ("subscription_id.subscription_state", "=", "3_progress"),
@@ -636,18 +685,9 @@ class SaleOrder(models.Model):
         order_ids = [order.id for (order,) in candidates]
         for batch_ids in split_every(batch_size, order_ids):
             orders = self.browse(batch_ids).try_lock_for_update(allow_referencing=True)
-            today_by_id = orders._get_subscription_today()
-            unpaid = orders.filtered(
-                lambda order, today_by_id=today_by_id: (
-                    order.subscription_state == "3_progress"
-                    and order._get_overdue_invoices(
-                        order.plan_id.auto_close_days, today_by_id[order.id]
-                    )
-                )
-            )
-            unpaid._action_close(reason, {order.id: today_by_id[order.id] for order in unpaid})
+            closed = orders._close_unpaid()
             orders._subscription_release_cache()
-            self.env["ir.cron"]._commit_progress(len(unpaid))
+            self.env["ir.cron"]._commit_progress(len(closed))
 
     @api.model
     def _subscription_queue_overdue_reminders(self):
@@ -675,10 +715,16 @@ class SaleOrder(models.Model):
 class SaleOrderLine(models.Model):
     _inherit = "sale.order.line"
 
-    @api.depends("order_id.subscription_state", "order_id.next_invoice_date", "order_id.end_date")
+    @api.depends("order_id.next_invoice_date")
     def _compute_qty_to_invoice(self):
         """The recurring lines of a subscription are to invoice while its
-        current period is not invoiced (and never once it is closed)."""
+        current period is not invoiced (and never once it is closed).
+
+        It is recomputed when the next invoice date moves; the closing
+        methods refresh the few lines whose subscription changed from due to
+        not due or back (:meth:`SaleOrder._subscription_refresh_qty_to_invoice`),
+        so that closing thousands of subscriptions whose period is invoiced
+        does not recompute the invoice status of every order."""
         res = super()._compute_qty_to_invoice()
         due_by_order = defaultdict(bool)
         for line in self:

@@ -169,6 +169,8 @@ class SaleOrder(models.Model):
                 event_by_id[order.id] = ("paused", resume_date)
             body_by_id = chunk._subscription_log_bodies(event_by_id, author=author, note=reason)
             chunk._subscription_write(vals_by_id, body_by_id, author=author)
+            # Nothing left to invoice on the lines of a period that was due.
+            chunk._subscription_refresh_qty_to_invoice()
         return True
 
     def _action_resume(self, author=None, scheduled=False):
@@ -209,6 +211,8 @@ class SaleOrder(models.Model):
                 event_by_id[order.id] = (event, day)
             body_by_id = chunk._subscription_log_bodies(event_by_id, author=author)
             chunk._subscription_write(vals_by_id, body_by_id, author=author)
+            # The lines are to invoice again if the (moved) next invoice date has come.
+            chunk._subscription_refresh_qty_to_invoice()
         return True
 
     def _prepare_resume_values(self, resume_day):

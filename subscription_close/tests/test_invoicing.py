@@ -8,7 +8,7 @@ from odoo.fields import Command
 from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
 
-from .common import SubscriptionCommon
+from .common import SubscriptionCommon, SubscriptionPortalCommon
 
 _logger = logging.getLogger(__name__)
 
@@ -86,6 +86,26 @@ class TestRecurringInvoicing(InvoicingCommon):
         message = order.message_ids.filtered(lambda m: "invoiced" in (m.body or ""))[:1]
         self.assertIn("31 Mar 2026 – 29 Apr 2026", message.body)
         self.assertEqual(message.tracking_value_ids.field_id.mapped("name"), ["next_invoice_date"])
+
+    def test_cancelled_or_deleted_invoice_gives_its_period_back(self):
+        self.plan_month.auto_post_invoices = False
+        with freeze_time("2026-05-10"):
+            order = self._create_subscription()
+            first = order._create_invoices()
+            self.assertEqual(order.next_invoice_date, date(2026, 6, 10))
+            first.button_cancel()
+            self.assertEqual(order.next_invoice_date, date(2026, 5, 10))
+            second = order._create_invoices()  # the same period, again
+            self.assertEqual(second.subscription_period_start, date(2026, 5, 10))
+            second.unlink()
+            self.assertEqual(order.next_invoice_date, date(2026, 5, 10))
+            third = order._create_invoices()
+        with freeze_time("2026-06-10"):
+            fourth = order._create_invoices()
+            self.assertEqual(fourth.subscription_period_start, date(2026, 6, 10))
+            # Cancelling an older invoice does not move the date back.
+            third.button_cancel()
+        self.assertEqual(order.next_invoice_date, date(2026, 7, 10))
 
     def test_weekly_and_yearly_periods(self):
         with freeze_time("2026-03-02"):
@@ -170,6 +190,19 @@ class TestRecurringInvoicing(InvoicingCommon):
         self.assertIn(invoice.name, mail.subject)
         # The way out is in every invoice email: the subscription's portal page.
         self.assertIn(mailed_order.get_portal_url().split("?")[0], mail.body_html)
+        # Also when the invoice is sent by hand, as any invoice.
+        invoice.message_post(
+            body="Your invoice",
+            partner_ids=self.customer.ids,
+            subtype_xmlid="mail.mt_comment",
+            email_layout_xmlid="mail.mail_notification_layout_with_responsible_signature",
+        )
+        sent_by_hand = self.env["mail.mail"].search(
+            [("model", "=", "account.move"), ("res_id", "=", invoice.id)], order="id desc", limit=1
+        )
+        self.assertNotEqual(sent_by_hand, mail)
+        self.assertIn(mailed_order.get_portal_url().split("?")[0], sent_by_hand.body_html)
+        self.assertIn("Manage your subscription", sent_by_hand.body_html)
 
     def test_a_period_is_invoiced_once(self):
         with freeze_time("2026-05-10"):
@@ -281,6 +314,21 @@ class TestInvoicingAndClosing(InvoicingCommon):
         for order in churned + on_a_date + end_of_period:
             self.assertEqual(len(self._invoices(order)), 1, order.name)
             self.assertEqual(order.subscription_state, "6_churn")
+
+    @freeze_time("2026-01-10")
+    def test_closed_subscription_has_nothing_to_invoice(self):
+        order = self._create_subscription()  # its first period is due today
+        self.assertEqual(order.invoice_status, "to invoice")
+        self._close(order, self.reason)
+        self.env.flush_all()
+        self.assertEqual(order.order_line.qty_to_invoice, 0.0)
+        self.assertNotEqual(order.invoice_status, "to invoice")
+        with self.assertRaisesText("Only subscriptions in progress are invoiced"):
+            order._create_invoices()
+        self.assertFalse(order.invoice_ids)
+        order._action_reopen()
+        self.env.flush_all()
+        self.assertEqual(order.invoice_status, "to invoice")
 
     def test_close_on_a_date_invoices_the_periods_that_start_before(self):
         with freeze_time("2026-01-10"):
@@ -522,3 +570,28 @@ class TestInvoicingPerformance(InvoicingCommon):
         # batch, write the next dates, log the chatter) is per batch.
         self.assertLessEqual(per_subscription, 20)
         self.assertLessEqual(queries_10, 300)
+
+
+@tagged("post_install", "-at_install")
+class TestInvoicingPortal(SubscriptionPortalCommon):
+    def test_portal_shows_next_invoice_and_invoices(self):
+        with freeze_time("2026-05-10"):
+            order = self._create_subscription()
+            invoice = order._create_invoices()
+            other = self._create_subscription()
+            other_invoice = other._create_invoices()
+            other.partner_id = self._create_portal_customer("Someone Else", "sc_else")[0]
+            self._login()
+            page = self.url_open(order.get_portal_url()).text
+        self.assertIn('id="subscription_invoices"', page)
+        self.assertIn(invoice.name, page)
+        self.assertIn(invoice.get_portal_url().split("?")[0], page)
+        self.assertNotIn(other_invoice.name, page)
+        self.assertIn('id="subscription_next_invoice"', page)
+        self.assertIn("06/10/2026", page)
+        self.assertIn("30.00", page)
+        # Closed: no next invoice any more, the invoices stay listed.
+        self._close(order, self.env.ref("subscription_close.close_reason_too_expensive"))
+        page = self.url_open(order.get_portal_url()).text
+        self.assertNotIn('id="subscription_next_invoice"', page)
+        self.assertIn(invoice.name, page)

@@ -315,9 +315,8 @@ class TestScheduledClosePerformance(SubscriptionCommon):
         # The whole run, cron bookkeeping included, is a fixed part (search and
         # lock the batch, count what remains, report progress, trigger the
         # closure emails...) plus, per 100 subscriptions, what the ORM's
-        # batching costs: 1 UPDATE sale_order, 1 UPDATE sale_order_line (one
-        # line each: nothing more to invoice), 1 INSERT mail_message and 1
+        # batching costs: 1 UPDATE sale_order, 1 INSERT mail_message and 1
         # INSERT mail_tracking_value (the reason and end date are already
         # set: only the status is tracked).
-        self.assertEqual(queries_500 - queries_10, 4 * (per_hundred(500) - per_hundred(10)))
+        self.assertEqual(queries_500 - queries_10, 3 * (per_hundred(500) - per_hundred(10)))
         self.assertLessEqual(queries_10, 45)
