@@ -162,24 +162,21 @@ class TestPausePerformance(PerformanceCommon):
     ORM's batching of 100 rows per query adds; never a query per
     subscription."""
 
-    # Pausing or resuming N subscriptions (here on the day they started):
+    # Pausing or resuming N subscriptions whose current period is invoiced:
     #   1  read the orders (access check, state, dates, tracked fields)
     #   2  read the user and their partner (author of the notes, name in them)
     #   2  read the orders' company and its partner (timezone, reply-to)
     #   4  read the order lines' ids, the lines, their products and
-    #      templates: the recurring lines are not to invoice while paused
-    #      (qty_to_invoice, invoice_status recomputed), and are again once
-    #      resumed
-    #   1  read the lines' invoice status (the order's invoice status)
+    #      templates: is the quantity to invoice still right? (here yes, the
+    #      period is invoiced: nothing recomputed)
     # and per 100 subscriptions (the ORM's batching):
-    #   1  UPDATE sale_order (state, pause and resume dates, invoice status)
-    #   1  UPDATE sale_order_line (one line per subscription here)
+    #   1  UPDATE sale_order (state, pause and resume dates)
     #   1  INSERT mail_message (one note per subscription)
     #   3  INSERT mail_tracking_value (3 tracked values per note: the status
     #      and the two dates)
     @staticmethod
     def _expected(count):
-        return 10 + per_hundred(count) * 3 + per_hundred(count, per_order=3)
+        return 9 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
 
     @users("sc_salesman")
     @warmup
