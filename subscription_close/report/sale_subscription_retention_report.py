@@ -60,7 +60,9 @@ class SaleSubscriptionRetentionReport(models.Model):
         "closing is not staying.",
     )
     closed_count = fields.Integer(
-        string="Closed", readonly=True, help="Customers who closed their subscription."
+        string="Closed Anyway",
+        readonly=True,
+        help="Customers who closed their subscription (after an offer, if one was shown).",
     )
     save_rate = fields.Float(
         string="Save Rate (%)",
