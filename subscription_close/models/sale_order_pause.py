@@ -330,7 +330,7 @@ class SaleOrder(models.Model):
         """A paused subscription has not been used since its pause began."""
         starts = super()._get_unused_start_dates(end_dates)
         for order in self:
-            if order.id in starts and order.subscription_state == "4_paused":
+            if order.id in starts and order.pause_start_date:
                 starts[order.id] = min(starts[order.id], order.pause_start_date)
         return starts
 
