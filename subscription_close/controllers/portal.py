@@ -9,7 +9,9 @@ from odoo.addons.sale.controllers.portal import CustomerPortal
 
 class SubscriptionPortal(CustomerPortal):
     """Customer portal of subscriptions: the list, the subscription block of
-    the order page, and closing a subscription.
+    the order page, closing, pausing and resuming a subscription, and the
+    retention events of the customers who close (what they were offered, and
+    whether they stayed).
 
     Nothing that comes from the browser is trusted: the order is looked up
     with the portal access rules (or its access token), the reason must be
@@ -37,7 +39,7 @@ class SubscriptionPortal(CustomerPortal):
         return [
             ("partner_id", "child_of", [partner.commercial_partner_id.id]),
             ("is_subscription", "=", True),
-            ("subscription_state", "in", ("3_progress", "6_churn")),
+            ("subscription_state", "in", ("3_progress", "4_paused", "6_churn")),
         ]
 
     def _get_subscription_searchbar_sortings(self):
@@ -127,13 +129,66 @@ class SubscriptionPortal(CustomerPortal):
                 order_sudo, kwargs.get("subscription_message"), values["retention_reason"]
             )
             values["portal_keepable"] = order_sudo._is_portal_keepable()
+            values["pause_choices"] = self._get_subscription_pause_choices(order_sudo)
+            values["portal_resumable"] = order_sudo._is_portal_resumable()
         return values
+
+    def _get_subscription_pause_choices(self, order_sudo):
+        """The pauses offered on the order page, with their labels: ``[{months,
+        resume_date, label, button}]`` (empty if the customer may not pause)."""
+        env = request.env
+        choices = []
+        for months, resume_date in order_sudo._get_portal_pause_options():
+            date = format_date(env, resume_date)
+            if months == 1:
+                label = env._("1 month, until %(date)s", date=date)
+                button = env._("Pause for 1 month")
+            else:
+                label = env._("%(count)s months, until %(date)s", count=months, date=date)
+                button = env._("Pause for %(count)s months", count=months)
+            choices.append(
+                {"months": months, "resume_date": resume_date, "label": label, "button": button}
+            )
+        return choices
+
+    def _get_subscription_pause_alert_text(self, order_sudo, code):
+        """The text of the alerts of pausing and resuming, or ``None``."""
+        env = request.env
+        if code == "paused" and order_sudo.subscription_state == "4_paused":
+            if order_sudo.resume_date:
+                return env._(
+                    "Your subscription is paused until %(date)s: nothing is invoiced until then, "
+                    "and you can resume it at any time.",
+                    date=format_date(env, order_sudo.resume_date),
+                )
+            return env._("Your subscription is paused: nothing is invoiced until you resume it.")
+        if code == "resumed":
+            return env._("Your subscription is active again. Welcome back!")
+        if code == "already_paused":
+            return env._("This subscription is already paused.")
+        if code == "not_paused":
+            return env._("This subscription is not paused.")
+        if code == "pause_closing":
+            return env._(
+                "The closing of this subscription is scheduled, so it cannot be paused: keep "
+                "your subscription first if you would rather pause it."
+            )
+        if code == "not_pausable":
+            return env._("This subscription cannot be paused from the portal: please contact us.")
+        if code == "not_resumable":
+            return env._("This subscription cannot be resumed from the portal: please contact us.")
+        if code == "invalid_duration":
+            return env._("Please choose one of the proposed pause lengths.")
+        return None
 
     def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
         """The (level, text) shown on the order page for ``code``; the text is
         chosen here, never taken from the browser."""
         env = request.env
-        if code == "closed":
+        text = self._get_subscription_pause_alert_text(order_sudo, code)
+        if text:
+            pass
+        elif code == "closed":
             text = env._("Your subscription is closed. Thank you for having been with us.")
         elif code == "closing" and order_sudo.is_closing:
             text = env._(
@@ -166,9 +221,13 @@ class SubscriptionPortal(CustomerPortal):
             "closed": "success",
             "closing": "success",
             "kept": "success",
+            "paused": "success",
+            "resumed": "success",
             "retention": "info",
             "already_closed": "warning",
             "not_closing": "warning",
+            "already_paused": "warning",
+            "not_paused": "warning",
         }.get(code, "danger")
         return level, text
 
@@ -233,8 +292,10 @@ class SubscriptionPortal(CustomerPortal):
         if not reason:
             return self._subscription_redirect(order_sudo, "invalid_reason")
         has_offer = reason._has_retention_offer()
+        offer = self._subscription_retention_offer(order_sudo, reason)
         if has_offer and not retention_acknowledged:
             # The offer must be seen before closing: show it, change nothing.
+            self._subscription_retention_log(order_sudo, None, reason, offer)
             return self._subscription_redirect(order_sudo, "retention", retention_reason=reason.id)
         order_sudo._action_close(
             reason,
@@ -242,8 +303,145 @@ class SubscriptionPortal(CustomerPortal):
             author=self._subscription_author(order_sudo),
             retention_shown=has_offer,
         )
+        self._subscription_retention_log(order_sudo, "closed", reason, offer)
         return self._subscription_redirect(
             order_sudo, "closing" if order_sudo.is_closing else "closed"
+        )
+
+    @http.route(
+        "/my/subscriptions/<int:order_id>/stay",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        website=True,
+    )
+    def portal_subscription_stay(self, order_id, access_token=None, close_reason_id=None, **kwargs):
+        """ "Keep my subscription" after the retention offer of a reason:
+        nothing changes but the retention analysis, which counts the customer
+        as kept."""
+        order_sudo = self._subscription_check_access(order_id, access_token)
+        if not order_sudo:
+            return self._subscription_access_error()
+        if kwargs:
+            return self._subscription_redirect(order_sudo, "invalid_request")
+        if order_sudo.subscription_state == "6_churn":
+            return self._subscription_redirect(order_sudo, "already_closed")
+        if not order_sudo._is_portal_closable():
+            return self._subscription_redirect(order_sudo, "not_closable")
+        reason = self._subscription_portal_reason(order_sudo, close_reason_id)
+        if not (reason and reason._has_retention_offer()):
+            return self._subscription_redirect(order_sudo, "invalid_reason")
+        offer = self._subscription_retention_offer(order_sudo, reason)
+        self._subscription_retention_log(order_sudo, "kept", reason, offer)
+        return self._subscription_redirect(order_sudo, "kept")
+
+    # ------------------------------------------------------------------
+    # Pausing
+    # ------------------------------------------------------------------
+
+    @http.route(
+        "/my/subscriptions/<int:order_id>/pause",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        website=True,
+    )
+    def portal_subscription_pause(
+        self,
+        order_id,
+        access_token=None,
+        pause_months=None,
+        origin=None,
+        close_reason_id=None,
+        **kwargs,
+    ):
+        """Pause a subscription for one of the lengths offered, from the
+        Pause popup, or instead of closing it from the Close popup
+        (``origin=close``, with the reason picked there if any: the
+        retention analysis counts the customer as paused instead)."""
+        order_sudo = self._subscription_check_access(order_id, access_token)
+        if not order_sudo:
+            return self._subscription_access_error()
+        from_close = origin == "close"
+        if kwargs or origin not in (None, "close") or (close_reason_id and not from_close):
+            return self._subscription_redirect(order_sudo, "invalid_request")
+        if order_sudo.subscription_state == "6_churn":
+            return self._subscription_redirect(order_sudo, "already_closed")
+        if order_sudo.subscription_state == "4_paused":
+            return self._subscription_redirect(order_sudo, "already_paused")
+        if order_sudo.is_closing and order_sudo.plan_id.user_pausable:
+            return self._subscription_redirect(order_sudo, "pause_closing")
+        if not order_sudo._is_portal_pausable():
+            return self._subscription_redirect(order_sudo, "not_pausable")
+        resume_dates = {
+            str(months): resume_date
+            for months, resume_date in order_sudo._get_portal_pause_options()
+        }
+        if pause_months not in resume_dates:
+            return self._subscription_redirect(order_sudo, "invalid_duration")
+        reason = order_sudo.env["sale.order.close.reason"]
+        if close_reason_id:
+            reason = self._subscription_portal_reason(order_sudo, close_reason_id)
+            if not reason:
+                return self._subscription_redirect(order_sudo, "invalid_reason")
+        offer = from_close and self._subscription_retention_offer(order_sudo, reason)
+        order_sudo._action_pause(
+            {order_sudo.id: resume_dates[pause_months]},
+            author=self._subscription_author(order_sudo),
+        )
+        if from_close:
+            self._subscription_retention_log(order_sudo, "paused", reason, offer)
+        return self._subscription_redirect(order_sudo, "paused")
+
+    @http.route(
+        "/my/subscriptions/<int:order_id>/resume",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        website=True,
+    )
+    def portal_subscription_resume(self, order_id, access_token=None, **kwargs):
+        """Resume a paused subscription now ("Resume now")."""
+        order_sudo = self._subscription_check_access(order_id, access_token)
+        if not order_sudo:
+            return self._subscription_access_error()
+        if kwargs:
+            return self._subscription_redirect(order_sudo, "invalid_request")
+        if order_sudo.subscription_state != "4_paused":
+            return self._subscription_redirect(order_sudo, "not_paused")
+        if not order_sudo._is_portal_resumable():
+            return self._subscription_redirect(order_sudo, "not_resumable")
+        order_sudo._action_resume(author=self._subscription_author(order_sudo))
+        return self._subscription_redirect(order_sudo, "resumed")
+
+    # ------------------------------------------------------------------
+    # Retention events
+    # ------------------------------------------------------------------
+
+    def _subscription_retention_offer(self, order_sudo, reason):
+        """What the Close popup offers the customer of ``order_sudo`` who
+        picked ``reason`` to keep them: the reason's retention offer, the
+        pause (when the plan allows it), both, or nothing (``False``)."""
+        has_offer = bool(reason) and reason._has_retention_offer()
+        pausable = order_sudo._is_portal_pausable()
+        if has_offer and pausable:
+            return "offer_pause"
+        if has_offer:
+            return "offer"
+        return "pause" if pausable else False
+
+    def _subscription_retention_log(self, order_sudo, outcome, reason, offer):
+        """Record in the retention analysis that the customer started to
+        close ``order_sudo`` with ``reason``, was shown ``offer`` (if any) and
+        ``outcome`` (``kept``, ``paused``, ``closed``, or ``None`` while they
+        have not decided)."""
+        steps = ["started"]
+        if offer:
+            steps.append("shown")
+        if outcome:
+            steps.append(outcome)
+        request.env["sale.subscription.retention.event"].sudo()._log(
+            order_sudo, steps, close_reason=reason, offer=offer
         )
 
     @http.route(

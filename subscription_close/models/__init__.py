@@ -5,3 +5,5 @@ from . import account_move
 from . import sale_order
 from . import sale_order_closing
 from . import sale_order_invoicing
+from . import sale_order_pause
+from . import sale_subscription_retention_event

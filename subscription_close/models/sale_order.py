@@ -4,6 +4,7 @@ from odoo.fields import Domain
 SUBSCRIPTION_STATES = [
     ("1_draft", "Quotation"),
     ("3_progress", "In Progress"),
+    ("4_paused", "Paused"),
     ("6_churn", "Churned"),
 ]
 
@@ -186,7 +187,7 @@ class SaleOrder(models.Model):
         self.ensure_one()
         return bool(
             self.is_subscription
-            and self.subscription_state == "3_progress"
+            and self.subscription_state in ("3_progress", "4_paused")
             and not self.is_closing
             and self.plan_id.user_closable
         )
@@ -234,6 +235,8 @@ class SaleOrder(models.Model):
             return self.env._("Closed"), "danger"
         if self.is_closing:
             return self.env._("Closing"), "warning"
+        if self.subscription_state == "4_paused":
+            return self.env._("Paused"), "secondary"
         if self.subscription_state == "3_progress":
             return self.env._("In Progress"), "success"
         return self.env._("Quotation"), "info"

@@ -77,7 +77,7 @@ class SaleOrder(models.Model):
                 refusals[order] = self.env._("still a quotation")
             elif order.subscription_state == "6_churn":
                 refusals[order] = self.env._("already closed")
-            elif order.subscription_state != "3_progress":
+            elif order.subscription_state not in ("3_progress", "4_paused"):
                 refusals[order] = self.env._("not in progress")
         return refusals
 
@@ -154,12 +154,7 @@ class SaleOrder(models.Model):
                     state, mail = "6_churn", "closed"
                 mail = order.plan_id.send_close_mail and mail
                 send_mail = send_mail or bool(mail)
-                vals_by_id[order.id] = {
-                    "subscription_state": state,
-                    "end_date": end_date,
-                    "close_reason_id": reason.id,
-                    "close_mail_to_send": mail,
-                }
+                vals_by_id[order.id] = order._prepare_close_values(reason, end_date, state, mail)
                 event_by_id[order.id] = (event, end_date)
             body_by_id = chunk._subscription_log_bodies(
                 event_by_id, author=author, reason=reason, retention_shown=retention_shown
@@ -168,6 +163,18 @@ class SaleOrder(models.Model):
         if send_mail:
             self.env.ref("subscription_close.ir_cron_send_close_mails")._trigger()
         return True
+
+    def _prepare_close_values(self, reason, end_date, state, mail):
+        """The values :meth:`_action_close` writes on the order ``self``
+        (closed now when ``state`` is churned, else scheduled). Override to
+        write more; orders with equal values are written together."""
+        self.ensure_one()
+        return {
+            "subscription_state": state,
+            "end_date": end_date,
+            "close_reason_id": reason.id,
+            "close_mail_to_send": mail,
+        }
 
     def _action_reopen(self, author=None):
         """Put churned subscriptions back in progress, without end date nor
@@ -217,11 +224,14 @@ class SaleOrder(models.Model):
         return True
 
     def _get_subscription_log_message(
-        self, event, author=None, reason=None, end_date=None, retention_shown=False
+        self, event, author=None, reason=None, end_date=None, retention_shown=False, note=None
     ):
         """The chatter text logged on the order ``self`` for ``event``:
         ``closed``, ``expired`` (closed by the scheduled action on its end
-        date), ``close_scheduled``, ``reopened`` or ``close_cancelled``.
+        date), ``close_scheduled``, ``reopened`` or ``close_cancelled``; and
+        ``paused``, ``resumed``, ``pause_ended`` (see ``sale_order_pause``).
+        ``end_date`` is the date of the event (end, resume date), ``note`` a
+        free text given with the change (the reason of a pause).
         Override to change or add to the text (it is called for each order of
         a batch: read what it needs from ``self``, which prefetches for the
         whole batch); the tracked values are shown below it."""

@@ -463,6 +463,8 @@ class SaleOrder(models.Model):
     def _action_close(self, reason, end_dates, author=None, retention_shown=False):
         """Closing now a subscription whose plan says so prepares a draft
         credit note for the unused days of the period already invoiced."""
+        # Known before the closing changes the orders (e.g. ends their pause).
+        unused_starts = self._get_unused_start_dates(end_dates)
         res = super()._action_close(
             reason, end_dates, author=author, retention_shown=retention_shown
         )
@@ -475,29 +477,42 @@ class SaleOrder(models.Model):
             )
         )
         if closed_now:
-            closed_now._create_prorated_credit_notes()
+            closed_now._create_prorated_credit_notes(unused_starts)
         return res
 
-    def _create_prorated_credit_notes(self):
+    def _get_unused_start_dates(self, end_dates):
+        """``{order_id: date}``: the first day the subscriptions of ``self``
+        do not use when they end on ``end_dates`` (``{order_id: date}``):
+        the day after their end date."""
+        return {
+            order.id: end_dates[order.id] + timedelta(days=1)
+            for order in self
+            if end_dates.get(order.id)
+        }
+
+    def _create_prorated_credit_notes(self, unused_starts=None):
         """A draft credit note, per subscription of ``self`` (closed), for the
-        days after its end date of the last period invoiced, at the prices of
-        that invoice; linked in the chatter. Returns the credit notes."""
+        days of the last period invoiced from its first unused day
+        (``unused_starts``, ``{order_id: date}``; by default the day after its
+        end date), at the prices of that invoice; linked in the chatter.
+        Returns the credit notes."""
+        unused_starts = unused_starts or {}
         vals_list, notes = [], {}
         for order in self:
+            unused_start = unused_starts.get(order.id) or order.end_date + timedelta(days=1)
             invoice = order.subscription_invoice_ids.filtered(
-                lambda move, end=order.end_date: (
+                lambda move, start=unused_start: (
                     move.move_type == "out_invoice"
                     and move.state == "posted"
                     and move.subscription_period_end
-                    and move.subscription_period_end > end
-                    and move.subscription_period_start <= end
+                    and move.subscription_period_end >= start
+                    and move.subscription_period_start <= start
                 )
             ).sorted("subscription_period_start")[-1:]
             if not invoice:
                 continue
             period_days = (invoice.subscription_period_end - invoice.subscription_period_start).days
-            unused_start = order.end_date + timedelta(days=1)
-            unused_days = (invoice.subscription_period_end - order.end_date).days
+            unused_days = (invoice.subscription_period_end - unused_start).days + 1
             ratio = unused_days / (period_days + 1)
             lang_order = order.with_context(lang=order.partner_invoice_id.lang or self.env.lang)
             label = lang_order._get_subscription_period_label(
@@ -587,7 +602,7 @@ class SaleOrder(models.Model):
         return res
 
     def _get_subscription_log_message(
-        self, event, author=None, reason=None, end_date=None, retention_shown=False
+        self, event, author=None, reason=None, end_date=None, retention_shown=False, note=None
     ):
         body = super()._get_subscription_log_message(
             event,
@@ -595,6 +610,7 @@ class SaleOrder(models.Model):
             reason=reason,
             end_date=end_date,
             retention_shown=retention_shown,
+            note=note,
         )
         unpaid_reason_id = self.env["ir.model.data"]._xmlid_to_res_id(
             "subscription_close.close_reason_unpaid", raise_if_not_found=False

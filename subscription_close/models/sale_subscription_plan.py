@@ -55,6 +55,16 @@ class SaleSubscriptionPlan(models.Model):
         "on the last day of the period already invoiced (the day before the next invoice "
         "date); until then it stays In Progress and the customer may change their mind.",
     )
+    user_pausable = fields.Boolean(
+        string="Pausable",
+        help="Customers may pause their own subscriptions from the customer portal (1, 2 or 3 "
+        "months, up to the longest pause), and are offered to pause instead when they close.",
+    )
+    max_pause_months = fields.Integer(
+        string="Longest Pause",
+        default=3,
+        help="The longest pause, in months, a customer may choose in the portal.",
+    )
     send_close_mail = fields.Boolean(
         string="Closure Email",
         default=True,
@@ -99,6 +109,10 @@ class SaleSubscriptionPlan(models.Model):
     _auto_close_days_positive = models.Constraint(
         "CHECK(auto_close_days >= 0)",
         "The days before an automatic closing cannot be negative.",
+    )
+    _max_pause_months_positive = models.Constraint(
+        "CHECK(max_pause_months > 0)",
+        "The longest pause of a recurring plan must be at least one month.",
     )
     _billing_period_value_positive = models.Constraint(
         "CHECK(billing_period_value > 0)",

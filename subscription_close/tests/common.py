@@ -137,13 +137,28 @@ class SubscriptionPortalCommon(HttpCase, SubscriptionCommon):
 
     def _snapshot(self, order):
         """What a refused request must leave as it was: status, reason, end
-        date and the number of chatter messages."""
+        date, pause and resume dates, next invoice date, the number of
+        chatter messages and of retention events. The tracking still pending
+        (e.g. of the confirmation) is logged first, as the next request would."""
+        self.flush_tracking()
         self.env.invalidate_all()
         return (
             order.subscription_state,
             order.close_reason_id,
             order.end_date,
+            order.pause_start_date,
+            order.resume_date,
+            order.next_invoice_date,
             len(order.message_ids),
+            self._retention_events(order).mapped("event_type"),
+        )
+
+    def _retention_events(self, order):
+        """The retention events of ``order``, oldest first."""
+        return (
+            self.env["sale.subscription.retention.event"]
+            .sudo()
+            .search([("order_id", "=", order.id)], order="id")
         )
 
     def _closing_messages(self, order):

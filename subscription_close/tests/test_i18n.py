@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from odoo.tests import tagged
 
 from .common import SubscriptionCommon
@@ -27,6 +29,17 @@ class TestItalian(SubscriptionCommon):
         self.assertEqual(order_fields["plan_id"]["string"], "Piano ricorrente")
         plan_fields = self.env_it["sale.subscription.plan"].fields_get(["user_closable"])
         self.assertEqual(plan_fields["user_closable"]["string"], "Chiudibile")
+        self.assertEqual(states["4_paused"], "In pausa")
+        plan_fields = self.env_it["sale.subscription.plan"].fields_get(
+            ["user_pausable", "max_pause_months"]
+        )
+        self.assertEqual(plan_fields["user_pausable"]["string"], "Pausa consentita")
+        self.assertEqual(plan_fields["max_pause_months"]["string"], "Pausa massima")
+        report_fields = self.env_it["sale.subscription.retention.report"].fields_get(
+            ["save_rate", "stayed_count"]
+        )
+        self.assertEqual(report_fields["save_rate"]["string"], "Tasso di recupero (%)")
+        self.assertEqual(report_fields["stayed_count"]["string"], "Rimasti")
         wizard_fields = self.env_it["sale.order.close"].fields_get(["close_reason_id"])
         self.assertEqual(wizard_fields["close_reason_id"]["string"], "Motivo")
 
@@ -35,6 +48,11 @@ class TestItalian(SubscriptionCommon):
         self.assertIn('string="Chiudi"', order_form["arch"])
         self.assertIn('title="Perso"', order_form["arch"])
         self.assertIn('title="In chiusura"', order_form["arch"])
+        self.assertIn('string="Pausa"', order_form["arch"])
+        self.assertIn('string="Riprendi"', order_form["arch"])
+        self.assertIn('title="In pausa"', order_form["arch"])
+        pause = self.env_it["sale.order.pause"].get_views([(False, "form")])["views"]["form"]
+        self.assertIn('string="Pausa"', pause["arch"])
         wizard = self.env_it["sale.order.close"].get_views([(False, "form")])["views"]["form"]
         self.assertIn('string="Motivo chiusura"', wizard["arch"])
         self.assertIn('string="Invia"', wizard["arch"])
@@ -52,9 +70,20 @@ class TestItalian(SubscriptionCommon):
         self.assertEqual(
             menu_name("subscription_close.menu_subscription_close_reason"), "Motivi chiusura"
         )
+        self.assertEqual(
+            menu_name("subscription_close.menu_subscription_retention"), "Fidelizzazione"
+        )
 
     def test_chatter_message_in_italian(self):
         order = self._create_subscription()
         reason = self.env.ref("subscription_close.close_reason_too_expensive")
         self._close(order.with_env(self.env_it), reason.with_env(self.env_it))
         self.assertIn("Motivo chiusura: Troppo caro", order.message_ids[0].body)
+
+    def test_pause_chatter_in_italian(self):
+        order = self._create_subscription()
+        today = order._subscription_today()
+        order.with_env(self.env_it)._action_pause({order.id: today + timedelta(days=30)})
+        self.assertIn("Abbonamento messo in pausa da", order.message_ids[0].body)
+        order.with_env(self.env_it)._action_resume()
+        self.assertIn("Abbonamento ripreso da", order.message_ids[0].body)

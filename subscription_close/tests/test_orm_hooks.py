@@ -42,6 +42,13 @@ class TestStateChangesThroughWrite(SubscriptionPortalCommon):
             "[('subscription_state', '=', '3_progress'), ('end_date', '=', False)]",
             pre_domain="[('subscription_state', '=', '3_progress'), ('end_date', '!=', False)]",
         )
+        cls._add_rule("paused", "subscription_state", "[('subscription_state', '=', '4_paused')]")
+        cls._add_rule(
+            "resumed",
+            "subscription_state",
+            "[('subscription_state', '=', '3_progress')]",
+            pre_domain="[('subscription_state', '=', '4_paused')]",
+        )
 
     @classmethod
     def _add_rule(cls, mark, field_name, domain, pre_domain=None):
@@ -137,6 +144,56 @@ class TestStateChangesThroughWrite(SubscriptionPortalCommon):
             due.with_user(self.user_salesman).action_reopen()
         self.assertEqual(due.client_order_ref, "reopened")
         self.assertEqual(seen[due.id]["subscription_state"], "3_progress")
+
+    @freeze_time("2026-06-10")
+    def test_pause_popup_resume_button_and_cron(self):
+        by_hand, by_cron = self._create_subscription(), self._create_subscription()
+        with self._watch_writes() as seen:
+            self.env["sale.order.pause"].with_user(self.user_salesman).create(
+                {
+                    "order_ids": [Command.set((by_hand + by_cron).ids)],
+                    "resume_date": date(2026, 6, 20),
+                    "pause_reason": "Holidays",
+                }
+            ).action_pause()
+        for order in by_hand + by_cron:
+            self.assertEqual(order.client_order_ref, "paused")
+            self.assertEqual(seen[order.id]["subscription_state"], "4_paused")
+            self.assertEqual(seen[order.id]["resume_date"], date(2026, 6, 20))
+
+        with freeze_time("2026-06-15"), self._watch_writes() as seen:
+            by_hand.with_user(self.user_salesman).action_resume()
+        self.assertEqual(by_hand.client_order_ref, "resumed")
+        self.assertEqual(seen[by_hand.id]["subscription_state"], "3_progress")
+        self.assertEqual(seen[by_hand.id]["next_invoice_date"], date(2026, 6, 15))
+
+        with freeze_time("2026-06-20"), self._watch_writes() as seen:
+            self._run_cron("subscription_close.ir_cron_resume_paused")
+        self.assertEqual(by_cron.client_order_ref, "resumed")
+        self.assertEqual(seen[by_cron.id]["subscription_state"], "3_progress")
+        self.assertEqual(seen[by_cron.id]["next_invoice_date"], date(2026, 6, 20))
+        self.assertNotIn(by_hand.id, seen)
+
+    @freeze_time("2026-06-10")
+    def test_portal_pause_and_resume(self):
+        self.plan_month.user_pausable = True
+        order = self._create_subscription()
+        self._login()
+        with self._watch_writes() as seen:
+            response = self._post(order, "pause", pause_months="1")
+        self.assertEqual(self._redirect_code(response), "paused")
+        self.env.invalidate_all()
+        self.assertEqual(order.client_order_ref, "paused")
+        self.assertEqual(seen[order.id]["resume_date"], date(2026, 7, 10))
+        with self._watch_writes() as seen:
+            self.assertEqual(self._redirect_code(self._post(order, "resume")), "resumed")
+        self.env.invalidate_all()
+        self.assertEqual(order.client_order_ref, "resumed")
+        self.assertEqual(seen[order.id]["subscription_state"], "3_progress")
+        subtype = self.env.ref("subscription_close.mt_subscription_paused")
+        messages = order.message_ids.filtered(lambda m: m.subtype_id == subtype)
+        self.assertEqual(messages.author_id, self.customer)
+        self.assertEqual(len(messages), 2)
 
     def test_portal_close_and_keep(self):
         order = self._create_subscription()

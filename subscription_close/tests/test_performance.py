@@ -1,10 +1,15 @@
+import logging
 from unittest.mock import patch
+
+from dateutil.relativedelta import relativedelta
 
 from odoo import fields
 from odoo.fields import Command
 from odoo.tests import tagged, users, warmup
 
 from .common import SubscriptionCommon
+
+_logger = logging.getLogger(__name__)
 
 
 def per_hundred(count, per_order=1):
@@ -13,10 +18,8 @@ def per_hundred(count, per_order=1):
     return -(-count * per_order // 100)
 
 
-@tagged("post_install", "-at_install")
-class TestClosePerformance(SubscriptionCommon):
-    """Query counts of closing: a fixed part, plus what the ORM's batching of
-    100 rows per query adds; never a query per subscription."""
+class PerformanceCommon(SubscriptionCommon):
+    """10 and 200 subscriptions in progress, and a helper to count queries."""
 
     @classmethod
     def setUpClass(cls):
@@ -61,6 +64,12 @@ class TestClosePerformance(SubscriptionCommon):
             func()
             self.env.flush_all()
         return self.cr.sql_log_count - before
+
+
+@tagged("post_install", "-at_install")
+class TestClosePerformance(PerformanceCommon):
+    """Query counts of closing: a fixed part, plus what the ORM's batching of
+    100 rows per query adds; never a query per subscription."""
 
     @users("sc_salesman")
     @warmup
@@ -145,3 +154,71 @@ class TestClosePerformance(SubscriptionCommon):
                 self.assertEqual(len(closing_notes), size)
         if self.warm:
             self.assertEqual(counts[3] - counts[2], counts[2] - counts[1], counts)
+
+
+@tagged("post_install", "-at_install")
+class TestPausePerformance(PerformanceCommon):
+    """Query counts of pausing and resuming: a fixed part, plus what the
+    ORM's batching of 100 rows per query adds; never a query per
+    subscription."""
+
+    # Pausing or resuming N subscriptions whose current period is invoiced:
+    #   1  read the orders (access check, state, dates, tracked fields)
+    #   2  read the user and their partner (author of the notes, name in them)
+    #   2  read the orders' company and its partner (timezone, reply-to)
+    #   4  read the order lines' ids, the lines, their products and
+    #      templates: is the quantity to invoice still right? (here yes, the
+    #      period is invoiced: nothing recomputed)
+    # and per 100 subscriptions (the ORM's batching):
+    #   1  UPDATE sale_order (state, pause and resume dates)
+    #   1  INSERT mail_message (one note per subscription)
+    #   3  INSERT mail_tracking_value (3 tracked values per note: the status
+    #      and the two dates)
+    @staticmethod
+    def _expected(count):
+        return 9 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
+
+    @users("sc_salesman")
+    @warmup
+    def test_pause_query_count(self):
+        orders_10 = self.orders_10.with_env(self.env)
+        orders_200 = self.orders_200.with_env(self.env)
+        resume_date = orders_10[0]._subscription_today() + relativedelta(months=1)
+        counts = []
+        for orders in (orders_10, orders_200):
+            counts.append(
+                self._measure(
+                    self._expected(len(orders)),
+                    lambda orders=orders: orders._action_pause(
+                        dict.fromkeys(orders.ids, resume_date), reason="Holidays"
+                    ),
+                )
+            )
+        orders = orders_10 + orders_200
+        self.assertEqual(set(orders.mapped("subscription_state")), {"4_paused"})
+        self.assertEqual(set(orders.mapped("resume_date")), {resume_date})
+        paused = orders.message_ids.filtered(lambda m: "Subscription paused by" in m.body)
+        self.assertEqual(len(paused), 210)
+        _logger.info("pause: %s queries for 10 subscriptions, %s for 200", *counts)
+        if self.warm:  # exactly: fewer queries than expected would pass assertQueryCount
+            self.assertEqual(counts, [self._expected(10), self._expected(200)])
+
+    @users("sc_salesman")
+    @warmup
+    def test_resume_query_count(self):
+        orders_10 = self.orders_10.with_env(self.env)
+        orders_200 = self.orders_200.with_env(self.env)
+        resume_date = orders_10[0]._subscription_today() + relativedelta(months=1)
+        (orders_10 + orders_200)._action_pause(
+            dict.fromkeys((orders_10 + orders_200).ids, resume_date)
+        )
+        counts = []
+        for orders in (orders_10, orders_200):
+            counts.append(self._measure(self._expected(len(orders)), orders.action_resume))
+        orders = orders_10 + orders_200
+        self.assertEqual(set(orders.mapped("subscription_state")), {"3_progress"})
+        resumed = orders.message_ids.filtered(lambda m: "Subscription resumed by" in m.body)
+        self.assertEqual(len(resumed), 210)
+        _logger.info("resume: %s queries for 10 subscriptions, %s for 200", *counts)
+        if self.warm:
+            self.assertEqual(counts, [self._expected(10), self._expected(200)])

@@ -51,3 +51,31 @@ class TestSubscriptionUi(HttpCase, SubscriptionCommon):
         bodies = order.message_ids.mapped("body")
         self.assertTrue(any("Closing scheduled by" in body for body in bodies))
         self.assertTrue(any("Scheduled closing cancelled by" in body for body in bodies))
+
+    def test_portal_pause_instead_tour(self):
+        self.plan_month.user_pausable = True
+        order = self._create_subscription(user_id=self.user_salesman.id)
+        today = order._subscription_today()
+        self.start_tour(
+            f"/my/orders/{order.id}",
+            "subscription_close_pause_tour",
+            login=self.user_portal.login,
+        )
+        self.env.invalidate_all()
+        self.assertEqual(order.subscription_state, "3_progress")
+        self.assertFalse(order.close_reason_id)
+        self.assertFalse(order.pause_start_date)
+        self.assertEqual(order.next_invoice_date, today)  # paused and resumed the same day
+        paused_subtype = self.env.ref("subscription_close.mt_subscription_paused")
+        messages = order.message_ids.filtered(lambda m: m.subtype_id == paused_subtype)
+        self.assertEqual(len(messages), 2)
+        self.assertIn("Subscription resumed by", messages[0].body)
+        self.assertIn("Subscription paused by", messages[1].body)
+        self.assertEqual(messages.author_id, self.customer)
+        reason = self.env.ref("subscription_close.close_reason_not_needed")
+        events = self.env["sale.subscription.retention.event"].search(
+            [("order_id", "=", order.id)], order="id"
+        )
+        self.assertEqual(events.mapped("event_type"), ["started", "shown", "paused"])
+        self.assertEqual(events.close_reason_id, reason)
+        self.assertEqual(set(events.mapped("offer")), {"pause"})

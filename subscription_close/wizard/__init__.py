@@ -1,2 +1,3 @@
 from . import sale_order_close
 from . import sale_order_reopen
+from . import sale_order_pause
