@@ -127,7 +127,23 @@ class SubscriptionPortal(CustomerPortal):
                 order_sudo, kwargs.get("subscription_message"), values["retention_reason"]
             )
             values["portal_keepable"] = order_sudo._is_portal_keepable()
+            values["subscription_contact"] = (
+                self._get_subscription_contact(order_sudo)
+                if order_sudo.subscription_state == "3_progress"
+                and not closable
+                and not values["portal_keepable"]
+                else False
+            )
         return values
+
+    def _get_subscription_contact(self, order_sudo):
+        """Who a customer who may not close (or keep) this subscription from
+        the portal should ask: its salesperson when they have an email or a
+        phone, else the company."""
+        salesperson = order_sudo.user_id.partner_id
+        if salesperson.email or salesperson.phone:
+            return salesperson
+        return order_sudo.company_id.partner_id
 
     def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
         """The (level, text) shown on the order page for ``code``; the text is
