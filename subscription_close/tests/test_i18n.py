@@ -35,6 +35,9 @@ class TestItalian(SubscriptionCommon):
         self.assertIn('string="Chiudi"', order_form["arch"])
         self.assertIn('title="Perso"', order_form["arch"])
         self.assertIn('title="In chiusura"', order_form["arch"])
+        # "Keep Subscription" cannot be mistaken for the order's "Annulla" (Cancel).
+        self.assertIn('string="Mantieni abbonamento"', order_form["arch"])
+        self.assertNotIn("Annulla chiusura", order_form["arch"])
         wizard = self.env_it["sale.order.close"].get_views([(False, "form")])["views"]["form"]
         self.assertIn('string="Motivo chiusura"', wizard["arch"])
         self.assertIn('string="Invia"', wizard["arch"])

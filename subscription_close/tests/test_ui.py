@@ -50,4 +50,4 @@ class TestSubscriptionUi(HttpCase, SubscriptionCommon):
         self.assertFalse(order.is_closing)
         bodies = order.message_ids.mapped("body")
         self.assertTrue(any("Closing scheduled by" in body for body in bodies))
-        self.assertTrue(any("Scheduled closing cancelled by" in body for body in bodies))
+        self.assertTrue(any("Subscription kept by" in body for body in bodies))
