@@ -290,7 +290,7 @@ class TestPortalUsability(SubscriptionPortalCommon):
         self.assertEqual(
             subjects,
             [
-                f"Your subscription {order.name} will close on 01/30/2026",
+                f"Your subscription {order.name} will close on 02/19/2026",
                 f"Your subscription {order.name} goes on",
             ],
         )
