@@ -6,9 +6,9 @@ Chromium, from a running demo server (bin/demo):
     python bin/screenshots.py --url http://localhost:8069 --lang it_IT --out /tmp/it
 
 It logs in as the demo users (admin/admin, subscriber/subscriber), opens each
-page, plays a few clicks and saves PNG files. Needs Chromium on PATH and the
-websocket-client package (requirements.txt). The demo data is changed on the
-way (a closing is scheduled then kept), never closed for good.
+page, opens the popups without submitting them and saves PNG files; only the
+language of the two users changes. Needs Chromium on PATH and the
+websocket-client package (requirements.txt).
 """
 
 import argparse
@@ -51,15 +51,12 @@ class Session:
         self.url = url
         self.jar = CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-        rpc(
-            self.opener,
-            url,
-            "/web/session/authenticate",
-            {"db": db, "login": login, "password": password},
-        )
+        credentials = {"db": db, "login": login, "password": password}
+        user = rpc(self.opener, url, "/web/session/authenticate", credentials)
+        self.call("res.users", "write", [[user["uid"]], {"lang": lang}])
+        # Log in again: the new session (and the portal) speaks that language.
+        rpc(self.opener, url, "/web/session/authenticate", credentials)
         self.session_id = next(c.value for c in self.jar if c.name == "session_id")
-        uid = self.call("res.users", "search", [[("login", "=", login)]])[0]
-        self.call("res.users", "write", [[uid], {"lang": lang}])
 
     def call(self, model, method, args, kwargs=None):
         return rpc(
@@ -110,7 +107,9 @@ class Browser:
             time.sleep(0.1)
         else:
             sys.exit("chromium did not start")
-        self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60)
+        self.ws = websocket.create_connection(
+            pages[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True
+        )
         self.next_id = 0
         self.send("Page.enable")
         self.send("Network.enable")
@@ -170,8 +169,18 @@ class Browser:
         if then:
             self.wait(then)
 
-    def shot(self, path):
-        data = self.send("Page.captureScreenshot", format="png")["data"]
+    def shot(self, path, full=False):
+        """Save the viewport, or the whole page when ``full``."""
+        params = {"format": "png"}
+        if full:
+            width, height = self.js(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
+            params.update(
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            )
+        data = self.send("Page.captureScreenshot", **params)["data"]
         path.write_bytes(base64.b64decode(data))
         print(f"saved {path}")
 
@@ -225,6 +234,7 @@ def main():
         browser.wait(".o-mail-Message")
         browser.shot(out / "backend_churned.png")
         browser.goto(f"{url}/odoo/subscription-churn", ".o_graph_view canvas")
+        browser.click(".o_switch_view.o_pivot", ".o_pivot table")
         browser.shot(out / "backend_churn_report.png")
         browser.goto(
             f"{url}/odoo/action-subscription_close.sale_order_close_reason_action/{reason}",
@@ -251,7 +261,7 @@ def main():
         browser.goto(f"{url}/my/subscriptions", ".o_subscription_row")
         browser.shot(out / "portal_subscriptions_phone.png")
         browser.goto(f"{url}/my/orders/{closed}", "#subscription_info")
-        browser.shot(out / "portal_closed_phone.png")
+        browser.shot(out / "portal_closed_phone.png", full=True)
     finally:
         browser.close()
 
