@@ -42,5 +42,6 @@
     },
     "demo": [
         "demo/subscription_close_demo.xml",
+        "demo/subscription_close_lifecycle_demo.xml",
     ],
 }

@@ -2,6 +2,7 @@
 
 import ast
 import csv
+import importlib.util
 import re
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import polib
 import pytest
 from lxml import etree
 
-ADDON = Path(__file__).resolve().parent.parent / "subscription_close"
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "subscription_close"
 MANIFEST = ast.literal_eval((ADDON / "__manifest__.py").read_text())
 XML_FILES = sorted(p for p in ADDON.rglob("*.xml") if "static/lib" not in str(p))
 
@@ -119,3 +121,46 @@ def test_po_files_parse():
             assert catalog.percent_translated() == 100, (
                 f"{path.name}: untranslated {[e.msgid for e in catalog.untranslated_entries()]}"
             )
+
+
+def _gen_readme():
+    spec = importlib.util.spec_from_file_location("gen_readme", ROOT / "bin" / "gen_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_rst_is_generated_from_the_fragments():
+    expected = _gen_readme().render()
+    actual = (ADDON / "README.rst").read_text()
+    assert actual == expected, "README.rst is stale: run python bin/gen_readme.py"
+    for fragment in ("DESCRIPTION.md", "CONFIGURE.md", "USAGE.md"):
+        assert (ADDON / "readme" / fragment).is_file(), fragment
+
+
+def test_readme_rst_is_valid():
+    """Odoo renders README.rst with docutils: no warning, no error."""
+    docutils_core = pytest.importorskip("docutils.core")
+    docutils_core.publish_doctree(
+        (ADDON / "README.rst").read_text(),
+        settings_overrides={"halt_level": 2, "report_level": 2},
+    )
+
+
+def test_documentation_images_exist():
+    """The images that README.md, README.rst and index.html show are shipped."""
+    texts = {
+        ROOT / "README.md": ROOT,
+        ADDON / "README.rst": ADDON,
+        ADDON / "static" / "description" / "index.html": ADDON / "static" / "description",
+    }
+    found = 0
+    for path, base in texts.items():
+        for image in re.findall(
+            r"(?:\]\(|image:: |src=\")"
+            r"((?:subscription_close/)?static/description/[\w.]+\.png|[\w]+\.png)",
+            path.read_text(),
+        ):
+            found += 1
+            assert (base / image).is_file(), f"{path.name} shows {image}, which does not exist"
+    assert found >= 6, "the documentation shows the screenshots"

@@ -131,6 +131,13 @@ class SubscriptionPortal(CustomerPortal):
             values["portal_keepable"] = order_sudo._is_portal_keepable()
             values["pause_choices"] = self._get_subscription_pause_choices(order_sudo)
             values["portal_resumable"] = order_sudo._is_portal_resumable()
+            values["subscription_contact"] = (
+                self._get_subscription_contact(order_sudo)
+                if order_sudo.subscription_state == "3_progress"
+                and not closable
+                and not values["portal_keepable"]
+                else False
+            )
         return values
 
     def _get_subscription_pause_choices(self, order_sudo):
@@ -180,6 +187,15 @@ class SubscriptionPortal(CustomerPortal):
         if code == "invalid_duration":
             return env._("Please choose one of the proposed pause lengths.")
         return None
+
+    def _get_subscription_contact(self, order_sudo):
+        """Who a customer who may not close (or keep) this subscription from
+        the portal should ask: its salesperson when they have an email or a
+        phone, else the company."""
+        salesperson = order_sudo.user_id.partner_id
+        if salesperson.email or salesperson.phone:
+            return salesperson
+        return order_sudo.company_id.partner_id
 
     def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
         """The (level, text) shown on the order page for ``code``; the text is

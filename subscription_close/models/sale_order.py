@@ -84,7 +84,7 @@ class SaleOrder(models.Model):
         "period of the recurring plan (e.g. a yearly plan counts for a twelfth).",
     )
     close_mail_to_send = fields.Selection(
-        [("closed", "Closed"), ("scheduled", "Closing scheduled")],
+        [("closed", "Closed"), ("scheduled", "Closing scheduled"), ("kept", "Closing cancelled")],
         string="Closure Email to Send",
         copy=False,
         readonly=True,

@@ -45,8 +45,8 @@ class SaleOrderCloseReason(models.Model):
     )
     retention_url = fields.Char(
         string="Retention Link",
-        help="Where the retention button leads: a page of this website (/contactus) or an "
-        "https:// address.",
+        help="Where the retention button leads: a page of this website (e.g. /my/home), an "
+        "email address (mailto:sales@example.com) or an https:// address.",
     )
     subscription_count = fields.Integer(
         string="Subscriptions",
@@ -93,15 +93,21 @@ class SaleOrderCloseReason(models.Model):
                 raise ValidationError(
                     self.env._(
                         'The retention link "%(url)s" must be a page of this website '
-                        "(starting with /) or an http(s):// address.",
+                        "(starting with /), a mailto: address or an http(s):// address.",
                         url=url,
                     )
                 )
 
+    def _get_churned_domain(self):
+        """The subscriptions closed with the reasons of ``self``: churned ones
+        only, as in the churn analysis (a subscription whose closing is only
+        scheduled carries its reason but has not churned yet)."""
+        return [("close_reason_id", "in", self.ids), ("subscription_state", "=", "6_churn")]
+
     def _compute_subscription_count(self):
         counts = dict(
             self.env["sale.order"]._read_group(
-                [("close_reason_id", "in", self.ids)],
+                self._get_churned_domain(),
                 ["close_reason_id"],
                 ["__count"],
             )
@@ -172,8 +178,8 @@ class SaleOrderCloseReason(models.Model):
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "subscription_close.sale_subscription_churn_action"
         )
-        action["domain"] = [("close_reason_id", "=", self.id)]
-        action["context"] = {"create": False}
+        action["domain"] = [("is_subscription", "=", True), *self._get_churned_domain()]
+        action["context"] = {"create": False, "pivot_measures": ["__count", "recurring_monthly"]}
         action["display_name"] = self.env._("Churn: %(reason)s", reason=self.name)
         # The subscriptions first; the graph and pivot are one click away.
         action["views"] = sorted(action["views"], key=lambda view: view[1] != "list")
@@ -181,9 +187,12 @@ class SaleOrderCloseReason(models.Model):
 
 
 def _is_safe_link(url):
-    """A link a customer may be sent to: a path of this website or an http(s)
-    address; never ``javascript:``, ``data:`` or a protocol-relative URL."""
+    """A link a customer may be sent to: a path of this website, an email
+    address (``mailto:``) or an http(s) address; never ``javascript:``,
+    ``data:`` or a protocol-relative URL."""
     parsed = urlsplit(url)
+    if parsed.scheme == "mailto":
+        return "@" in parsed.path
     if parsed.scheme:
         return parsed.scheme in ("http", "https") and bool(parsed.netloc)
     return url.startswith("/") and not url.startswith("//")

@@ -219,9 +219,34 @@ class SaleOrder(models.Model):
                     ),
                 )
             )
-        vals = {"end_date": False, "close_reason_id": False, "close_mail_to_send": False}
-        self._subscription_apply("close_cancelled", vals, author=author)
+        send_mail = False
+        for chunk in self._subscription_chunks():
+            vals_by_id = {}
+            for order in chunk:
+                mail = order._get_close_cancelled_mail()
+                send_mail = send_mail or bool(mail)
+                vals_by_id[order.id] = {
+                    "end_date": False,
+                    "close_reason_id": False,
+                    "close_mail_to_send": mail,
+                }
+            body_by_id = chunk._subscription_log_bodies(
+                dict.fromkeys(chunk.ids, ("close_cancelled", None)), author=author
+            )
+            chunk._subscription_write(vals_by_id, body_by_id, author=author)
+        if send_mail:
+            self.env.ref("subscription_close.ir_cron_send_close_mails")._trigger()
         return True
+
+    def _get_close_cancelled_mail(self):
+        """The email to queue when the scheduled closing of ``self`` is
+        cancelled: "your subscription goes on" (``kept``) when the plan sends
+        closure emails, unless the "will close" email is still waiting, in
+        which case the customer was told nothing and nothing is sent."""
+        self.ensure_one()
+        if not self.plan_id.send_close_mail or self.close_mail_to_send == "scheduled":
+            return False
+        return "kept"
 
     def _get_subscription_log_message(
         self, event, author=None, reason=None, end_date=None, retention_shown=False, note=None
@@ -260,7 +285,9 @@ class SaleOrder(models.Model):
             body = self.env._("Subscription reopened by %(name)s.", name=name)
         elif event == "close_cancelled":
             body = self.env._(
-                "Scheduled closing cancelled by %(name)s: the subscription goes on.", name=name
+                "Subscription kept by %(name)s: the scheduled closing is cancelled and the "
+                "subscription goes on.",
+                name=name,
             )
         else:
             body = ""
@@ -324,6 +351,7 @@ class SaleOrder(models.Model):
         templates = {
             "closed": self.env.ref("subscription_close.mail_template_subscription_closed"),
             "scheduled": self.env.ref("subscription_close.mail_template_subscription_closing"),
+            "kept": self.env.ref("subscription_close.mail_template_subscription_kept"),
         }
         domain = [("close_mail_to_send", "!=", False)]
         while True:

@@ -7,6 +7,12 @@ PERIOD_UNITS = [
     ("month", "Months"),
     ("year", "Years"),
 ]
+# The same units for a billing period of 1: "1 Month", not "1 Months".
+PERIOD_UNITS_ONE = [
+    ("week", "Week"),
+    ("month", "Month"),
+    ("year", "Year"),
+]
 
 
 class SaleSubscriptionPlan(models.Model):
@@ -34,6 +40,14 @@ class SaleSubscriptionPlan(models.Model):
         PERIOD_UNITS,
         required=True,
         default="month",
+    )
+    billing_period_unit_one = fields.Selection(
+        PERIOD_UNITS_ONE,
+        string="Billing Period Unit (one)",
+        compute="_compute_billing_period_unit_one",
+        inverse="_inverse_billing_period_unit_one",
+        help="The billing period unit, named in the singular: shown instead of the unit "
+        "when the billing period is 1.",
     )
     billing_period_display = fields.Char(
         string="Billing Every",
@@ -68,8 +82,8 @@ class SaleSubscriptionPlan(models.Model):
     send_close_mail = fields.Boolean(
         string="Closure Email",
         default=True,
-        help="Email the customer when one of their subscriptions is closed, and when a "
-        "closing is scheduled.",
+        help="Email the customer when one of their subscriptions is closed, when a closing "
+        "is scheduled and when a scheduled closing is cancelled.",
     )
     auto_post_invoices = fields.Boolean(
         string="Post Invoices",
@@ -118,6 +132,20 @@ class SaleSubscriptionPlan(models.Model):
         "CHECK(billing_period_value > 0)",
         "The billing period of a recurring plan must be a positive number.",
     )
+
+    @api.depends("billing_period_unit")
+    def _compute_billing_period_unit_one(self):
+        for plan in self:
+            plan.billing_period_unit_one = plan.billing_period_unit
+
+    def _inverse_billing_period_unit_one(self):
+        for plan in self.filtered("billing_period_unit_one"):
+            plan.billing_period_unit = plan.billing_period_unit_one
+
+    @api.onchange("billing_period_unit_one")
+    def _onchange_billing_period_unit_one(self):
+        if self.billing_period_unit_one:
+            self.billing_period_unit = self.billing_period_unit_one
 
     @api.depends("billing_period_value", "billing_period_unit")
     def _compute_billing_period_display(self):

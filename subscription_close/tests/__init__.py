@@ -10,3 +10,4 @@ from . import test_orm_hooks
 from . import test_invoicing
 from . import test_pause
 from . import test_pause_portal
+from . import test_usability

@@ -128,7 +128,7 @@ class TestRetentionOffer(SubscriptionPortalCommon):
                 "retention_message": "<p>Our <b>Basic</b> plan costs half as much.</p>"
                 '<script>alert("owned")</script><p onclick="steal()">Stay with us</p>',
                 "retention_button_text": "Switch to <Basic>",
-                "retention_url": "/contactus",
+                "retention_url": "/my/home",
             }
         )
         cls.plain_reason = cls.env.ref("subscription_close.close_reason_not_needed")
@@ -142,10 +142,21 @@ class TestRetentionOffer(SubscriptionPortalCommon):
         self.assertNotIn("onclick", message)
 
     def test_links_are_checked(self):
-        for bad in ("javascript:alert(1)", "//evil.example.com", "data:text/html,x", "ftp://x"):
+        for bad in (
+            "javascript:alert(1)",
+            "//evil.example.com",
+            "data:text/html,x",
+            "ftp://x",
+            "mailto:",
+        ):
             with self.assertRaises(ValidationError, msg=bad):
                 self.plain_reason.retention_url = bad
-        for good in ("/contactus", "https://example.com/offer", "http://example.com"):
+        for good in (
+            "/my/home",
+            "https://example.com/offer",
+            "http://example.com",
+            "mailto:sales@example.com?subject=Basic",
+        ):
             self.plain_reason.retention_url = good
 
     def test_popup_shows_the_offer(self):

@@ -53,6 +53,9 @@ class TestItalian(SubscriptionCommon):
         self.assertIn('title="In pausa"', order_form["arch"])
         pause = self.env_it["sale.order.pause"].get_views([(False, "form")])["views"]["form"]
         self.assertIn('string="Pausa"', pause["arch"])
+        # "Keep Subscription" cannot be mistaken for the order's "Annulla" (Cancel).
+        self.assertIn('string="Mantieni abbonamento"', order_form["arch"])
+        self.assertNotIn("Annulla chiusura", order_form["arch"])
         wizard = self.env_it["sale.order.close"].get_views([(False, "form")])["views"]["form"]
         self.assertIn('string="Motivo chiusura"', wizard["arch"])
         self.assertIn('string="Invia"', wizard["arch"])

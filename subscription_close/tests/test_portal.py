@@ -410,7 +410,7 @@ class TestPortalScheduledClose(SubscriptionPortalCommon):
         self.assertFalse(order.close_reason_id)
         subtype = self.env.ref("subscription_close.mt_subscription_closed")
         last = order.message_ids.filtered(lambda m: m.subtype_id == subtype)[0]
-        self.assertIn("Scheduled closing cancelled", last.body)
+        self.assertIn("Subscription kept by", last.body)
         self.assertEqual(last.author_id, self.customer)
         page = self.url_open(response.headers["Location"]).text
         self.assertIn('data-status="3_progress"', page)

@@ -120,7 +120,7 @@ class TestScheduledClose(SubscriptionCommon):
         self.assertFalse(order.close_reason_id)
         self.assertFalse(order.is_closing)
         self.assertFalse(order.close_mail_to_send)
-        self.assertIn("Scheduled closing cancelled", order.message_ids[0].body)
+        self.assertIn("Subscription kept by", order.message_ids[0].body)
         with self.assertRaisesText("no scheduled closing"):
             order.action_cancel_close()
 

@@ -50,7 +50,7 @@ class TestSubscriptionUi(HttpCase, SubscriptionCommon):
         self.assertFalse(order.is_closing)
         bodies = order.message_ids.mapped("body")
         self.assertTrue(any("Closing scheduled by" in body for body in bodies))
-        self.assertTrue(any("Scheduled closing cancelled by" in body for body in bodies))
+        self.assertTrue(any("Subscription kept by" in body for body in bodies))
 
     def test_portal_pause_instead_tour(self):
         self.plan_month.user_pausable = True

@@ -20,8 +20,9 @@ registry.category("web_tour.tours").add("subscription_close_backend_tour", {
             trigger: ".modal .modal-title:contains('Close Reason')",
         },
         {
-            content: "Type the beginning of a reason",
-            trigger: ".modal .o_field_widget[name='close_reason_id'] input",
+            content: "Type the beginning of a reason: a salesperson is told to pick one, not to type one",
+            trigger:
+                ".modal .o_field_widget[name='close_reason_id'] input[placeholder*='ask a sales manager']:not([placeholder*='type a new one'])",
             run: "edit Too exp",
         },
         {

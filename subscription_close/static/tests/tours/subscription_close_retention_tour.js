@@ -19,6 +19,17 @@ const openPopupAndPickOffer = () => [
     {
         trigger: "#subscription_close_form:has(#subscription_close_submit:not(:visible))",
     },
+    {
+        content: "One Keep my subscription button, in the offer: the footer gives way",
+        trigger: "#subscription_close_form:has(.modal-footer:hidden) .o_subscription_retention_keep:visible",
+        run() {
+            const keep = [...document.querySelectorAll("#modal_subscription_close a, #modal_subscription_close button")]
+                .filter((el) => el.checkVisibility() && el.textContent.includes("Keep my subscription"));
+            if (keep.length !== 1) {
+                throw new Error(`${keep.length} visible "Keep my subscription" buttons, expected 1`);
+            }
+        },
+    },
 ];
 
 /** The customer sees the offer and keeps the subscription: nothing changes. */
