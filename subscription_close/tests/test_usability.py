@@ -209,10 +209,10 @@ class TestPortalUsability(SubscriptionPortalCommon):
         self.assertTrue(running.text_content().strip())
         self.assertFalse(churned.text_content().strip())
         page = self.url_open(self.running.get_portal_url()).text
-        self.assertIn("Next Invoice Date:", page)
+        self.assertIn('id="subscription_next_invoice"', page)
         page = self.url_open(self.churned.get_portal_url()).text
         self.assertIn('data-status="6_churn"', page)
-        self.assertNotIn("Next Invoice Date:", page)
+        self.assertNotIn('id="subscription_next_invoice"', page)
         # Hidden, not cleared: Reopen goes on from it.
         self.assertTrue(self.churned.next_invoice_date)
 

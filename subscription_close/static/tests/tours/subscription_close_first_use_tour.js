@@ -170,7 +170,7 @@ registry.category("web_tour.tours").add("subscription_close_churned_tour", {
         },
         {
             content: "Reopen it",
-            trigger: ".o_form_view .o_statusbar_buttons button[name='action_reopen']",
+            trigger: ".o_form_view .o_statusbar_buttons button[name='action_open_reopen_wizard']",
             run: "click",
         },
         {
