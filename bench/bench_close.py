@@ -212,6 +212,11 @@ def build_subscriptions(env, count):
             ]
         )
         batch.action_confirm()
+        # In progress, the current period invoiced: the next invoice is due
+        # in a month (as after the invoicing job).
+        batch.with_context(tracking_disable=True).write(
+            {"next_invoice_date": datetime.date.today() + datetime.timedelta(days=30)}
+        )
         orders |= batch
         env.flush_all()
         env.invalidate_all()

@@ -24,6 +24,7 @@
         "views/product_template_views.xml",
         "views/sale_order_close_reason_views.xml",
         "wizard/sale_order_close_views.xml",
+        "wizard/sale_order_reopen_views.xml",
         "views/sale_order_views.xml",
         "views/sale_subscription_churn_views.xml",
         "views/sale_portal_templates.xml",

@@ -47,7 +47,8 @@ class SaleOrder(models.Model):
         readonly=False,
         copy=False,
         tracking=True,
-        help="Start date moved forward by one billing period of the recurring plan.",
+        help="First day of the next period to invoice: the start date until the first "
+        "invoice, then moved one billing period forward by each recurring invoice.",
     )
     end_date = fields.Date(
         copy=False,
@@ -78,8 +79,8 @@ class SaleOrder(models.Model):
         compute="_compute_recurring_monthly",
         store=True,
         currency_field="currency_id",
-        help="Untaxed amount of the order normalised to one month with the billing period "
-        "of its recurring plan (e.g. a yearly plan counts for a twelfth).",
+        help="Untaxed amount of the recurring lines normalised to one month with the billing "
+        "period of the recurring plan (e.g. a yearly plan counts for a twelfth).",
     )
     close_mail_to_send = fields.Selection(
         [("closed", "Closed"), ("scheduled", "Closing scheduled")],
@@ -132,29 +133,11 @@ class SaleOrder(models.Model):
         for order in self:
             order.subscription_badge = "4_closing" if order.is_closing else order.subscription_state
 
-    @api.depends(
-        "is_subscription",
-        "amount_untaxed",
-        "plan_id.billing_period_value",
-        "plan_id.billing_period_unit",
-    )
-    def _compute_recurring_monthly(self):
-        months_per_unit = {"week": 12 / 52, "month": 1, "year": 12}
-        for order in self:
-            plan = order.plan_id
-            if order.is_subscription and plan:
-                months = plan.billing_period_value * months_per_unit[plan.billing_period_unit]
-                order.recurring_monthly = order.amount_untaxed / months
-            else:
-                order.recurring_monthly = 0.0
-
-    @api.depends("start_date", "plan_id.billing_period_value", "plan_id.billing_period_unit")
+    @api.depends("start_date", "plan_id")
     def _compute_next_invoice_date(self):
+        # The first period is invoiced from the start date.
         for order in self:
-            if order.start_date and order.plan_id:
-                order.next_invoice_date = order.plan_id._add_periods(order.start_date)
-            else:
-                order.next_invoice_date = False
+            order.next_invoice_date = order.start_date if order.plan_id else False
 
     # ------------------------------------------------------------------
     # Sale flow

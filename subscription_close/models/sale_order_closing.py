@@ -2,6 +2,7 @@ from collections import defaultdict
 
 from dateutil.relativedelta import relativedelta
 from markupsafe import escape
+from psycopg2.errors import SerializationFailure
 
 from odoo import api, models
 from odoo.exceptions import UserError
@@ -42,6 +43,15 @@ class SaleOrder(models.Model):
         self._check_can_close()
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "subscription_close.sale_order_close_action"
+        )
+        action["context"] = {"dialog_size": "medium", "default_order_ids": self.ids}
+        return action
+
+    def action_open_reopen_wizard(self):
+        """Open the Reopen popup, which asks whether to invoice the periods
+        missed while the subscriptions were closed."""
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "subscription_close.sale_order_reopen_action"
         )
         action["context"] = {"dialog_size": "medium", "default_order_ids": self.ids}
         return action
@@ -252,20 +262,19 @@ class SaleOrder(models.Model):
 
     def _get_period_end_dates(self):
         """``{order_id: date}``: the last day of the billing period that
-        contains today, i.e. the day before the next invoice date (or before
-        the next period boundary when the next invoice date is already past)."""
+        contains today (of the periods already invoiced, the last one), i.e.
+        the day before the first period start after today."""
         today_by_id = self._get_subscription_today()
         end_dates = {}
         for order in self:
             today = today_by_id[order.id]
             boundary = order.next_invoice_date
-            if order.plan_id and order.start_date and (not boundary or boundary <= today):
-                count = 1
-                boundary = order.plan_id._add_periods(order.start_date, count)
-                while boundary <= today:
-                    count += 1
-                    boundary = order.plan_id._add_periods(order.start_date, count)
-            end_dates[order.id] = boundary - relativedelta(days=1) if boundary else today
+            if not (boundary and order.plan_id):
+                end_dates[order.id] = today
+                continue
+            while boundary <= today:
+                boundary = order._get_next_period_start(boundary)
+            end_dates[order.id] = boundary - relativedelta(days=1)
         return end_dates
 
     # ------------------------------------------------------------------
@@ -287,9 +296,7 @@ class SaleOrder(models.Model):
             "end_date", "<"
         )
         while True:
-            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
-                allow_referencing=True
-            )
+            orders = self._subscription_lock(domain, batch_size)
             if not orders:
                 break
             for reason, group in orders.grouped(lambda o: o.close_reason_id or expired).items():
@@ -326,6 +333,24 @@ class SaleOrder(models.Model):
             time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
             if not remaining or not time_left:
                 break
+
+    @api.model
+    def _subscription_lock(self, domain, batch_size):
+        """Lock and return up to ``batch_size`` orders matching ``domain``
+        that no other transaction holds (FOR NO KEY UPDATE SKIP LOCKED), for
+        the batches of a scheduled action.
+
+        Another worker may commit changes to due orders between our snapshot
+        and our lock: PostgreSQL then refuses the lock (serialization
+        failure) and the search is made again on a fresh snapshot. Call it
+        with nothing pending in the transaction (at the start of a batch)."""
+        for _attempt in range(5):
+            try:
+                due = self.search(domain, order="id")
+                return due.try_lock_for_update(allow_referencing=True, limit=batch_size)
+            except SerializationFailure:
+                self.env.cr.rollback()
+        return self.browse()
 
     @api.model
     def _subscription_date_domain(self, field_name, operator):

@@ -61,8 +61,45 @@ class SaleSubscriptionPlan(models.Model):
         help="Email the customer when one of their subscriptions is closed, and when a "
         "closing is scheduled.",
     )
+    auto_post_invoices = fields.Boolean(
+        string="Post Invoices",
+        default=True,
+        help="Post the recurring invoices at once; otherwise they are left as drafts to check "
+        "and post by hand.",
+    )
+    send_invoice_mail = fields.Boolean(
+        string="Email Invoices",
+        default=True,
+        help="Email each posted recurring invoice to the customer, with a link to the "
+        "subscription in their portal.",
+    )
+    close_refund = fields.Selection(
+        [
+            ("none", "No refund"),
+            ("prorated", "Prorated credit note"),
+        ],
+        string="On Immediate Close",
+        required=True,
+        default="none",
+        help="When a subscription is closed at once, before the end of the period already "
+        "invoiced: refund nothing, or prepare a draft credit note for the unused days.",
+    )
+    auto_close_days = fields.Integer(
+        string="Automatic Closing",
+        default=0,
+        help="Close the subscription when one of its invoices is still unpaid this many days "
+        "after its due date (0: never).",
+    )
+    send_overdue_reminder = fields.Boolean(
+        string="Overdue Reminder",
+        help="Email the customer once when an invoice of their subscription becomes overdue.",
+    )
     subscription_count = fields.Integer(compute="_compute_subscription_count")
 
+    _auto_close_days_positive = models.Constraint(
+        "CHECK(auto_close_days >= 0)",
+        "The days before an automatic closing cannot be negative.",
+    )
     _billing_period_value_positive = models.Constraint(
         "CHECK(billing_period_value > 0)",
         "The billing period of a recurring plan must be a positive number.",
@@ -118,6 +155,22 @@ class SaleSubscriptionPlan(models.Model):
             years=period.years * count,
             months=period.months * count,
             days=period.days * count,
+        )
+
+    def _next_period_start(self, period_start, anchor_day):
+        """The day after the billing period that starts on ``period_start``.
+
+        ``anchor_day`` is the day of the month the periods start on (the day
+        of the subscription's start): a period that starts on a shortened
+        month end (28 February for a subscription started on the 31st) is
+        followed by one that starts on the anchor day again (31 March).
+        """
+        self.ensure_one()
+        period = self._get_billing_period()
+        if self.billing_period_unit == "week":
+            return period_start + period
+        return period_start + relativedelta(
+            years=period.years, months=period.months, day=anchor_day
         )
 
     def action_open_subscriptions(self):

@@ -7,3 +7,4 @@ from . import test_portal
 from . import test_scheduled_close
 from . import test_churn
 from . import test_orm_hooks
+from . import test_invoicing

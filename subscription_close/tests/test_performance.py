@@ -1,5 +1,6 @@
 from unittest.mock import patch
 
+from odoo import fields
 from odoo.fields import Command
 from odoo.tests import tagged, users, warmup
 
@@ -38,6 +39,11 @@ class TestClosePerformance(SubscriptionCommon):
             ]
         )
         orders.action_confirm()
+        # As after the invoicing job: the current period is invoiced, the
+        # next invoice is due in a month (nothing left to invoice now).
+        orders.with_context(tracking_disable=True).write(
+            {"next_invoice_date": fields.Date.add(orders[0].start_date, months=1)}
+        )
         return orders
 
     def _popup(self, orders):
@@ -65,14 +71,19 @@ class TestClosePerformance(SubscriptionCommon):
         #   1  read the user's partner (author of the notes, name in them)
         #   2  read the orders' company and its partner (timezone, reply-to)
         #   1  read the close reason (active, company, name)
-        #   1  read the recurring plans (closure email on or off)
+        #   1  read the recurring plans (closure email, credit note on close)
         #   3  trigger the closure email cron (check, read, INSERT trigger)
+        #   4  read the order lines, their products and templates: is a
+        #      closed subscription's quantity to invoice still right? (here
+        #      yes, the period is invoiced: nothing recomputed)
+        #   1  read the currencies (lost MRR in the company currency)
         # and per 100 subscriptions (the ORM's batching):
-        #   1  UPDATE sale_order (state, end date, reason, email to send)
+        #   1  UPDATE sale_order (state, end date, reason, email to send,
+        #      churn type and lost MRR)
         #   1  INSERT mail_message (one note per subscription)
         #   3  INSERT mail_tracking_value (3 tracked values per note)
         def expected(count):
-            return 11 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
+            return 16 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
 
         popup_10 = self._popup(self.orders_10.with_env(self.env))
         popup_200 = self._popup(self.orders_200.with_env(self.env))
@@ -94,13 +105,16 @@ class TestClosePerformance(SubscriptionCommon):
 
         # Reopening N subscriptions:
         #   1  read the orders (access check, state, tracked fields)
-        #   1  read the user's partner (author of the notes, name in them)
+        #   2  read the user's partner and the company's (author, reply-to)
         #   1  read the former close reasons (their names in the tracking)
-        #   1  read the company (reply-to of the notes)
+        #   1  read the company (timezone)
+        #   4  read the order lines, their products and templates (is the
+        #      quantity to invoice still right?)
+        #   1  read the currencies (lost MRR back to zero)
         # and per 100 subscriptions: 1 UPDATE sale_order, 1 INSERT
-        # mail_message, 3 INSERT mail_tracking_value (3 values per note).
+        # mail_message, 3 INSERT mail_tracking_value.
         def expected(count):
-            return 4 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
+            return 10 + per_hundred(count) * 2 + per_hundred(count, per_order=3)
 
         self._measure(expected(10), orders_10.action_reopen)
         self._measure(expected(200), orders_200.action_reopen)

@@ -115,7 +115,8 @@ class TestSubscriptionOrder(SubscriptionCommon):
         self.assertEqual(order.state, "sale")
         self.assertEqual(order.subscription_state, "3_progress")
         self.assertEqual(order.start_date, date(2026, 3, 15))
-        self.assertEqual(order.next_invoice_date, date(2026, 4, 15))
+        # The first period is invoiced from the start date.
+        self.assertEqual(order.next_invoice_date, date(2026, 3, 15))
         self.flush_tracking()
         tracked = order.message_ids.tracking_value_ids.filtered(
             lambda t: t.field_id.name == "subscription_state"
@@ -123,15 +124,35 @@ class TestSubscriptionOrder(SubscriptionCommon):
         self.assertEqual(tracked.mapped("new_value_char"), ["In Progress"])
 
     @freeze_time("2026-01-31")
-    def test_next_invoice_date_per_period(self):
+    def test_next_period_start_per_period(self):
         monthly = self._create_subscription(plan=self.plan_month)
         yearly = self._create_subscription(plan=self.plan_year)
         weekly = self._create_subscription(plan=self.plan_week)
-        self.assertEqual(monthly.next_invoice_date, date(2026, 2, 28))
-        self.assertEqual(yearly.next_invoice_date, date(2027, 1, 31))
-        self.assertEqual(weekly.next_invoice_date, date(2026, 2, 14))
-        monthly.start_date = date(2024, 1, 31)
-        self.assertEqual(monthly.next_invoice_date, date(2024, 2, 29))
+        self.assertEqual(monthly.next_invoice_date, date(2026, 1, 31))
+        # Month ends are kept: 31 Jan, 28 Feb, 31 Mar, 30 Apr, 31 May.
+        starts = [date(2026, 1, 31)]
+        for _i in range(4):
+            starts.append(monthly._get_next_period_start(starts[-1]))
+        self.assertEqual(
+            starts,
+            [
+                date(2026, 1, 31),
+                date(2026, 2, 28),
+                date(2026, 3, 31),
+                date(2026, 4, 30),
+                date(2026, 5, 31),
+            ],
+        )
+        self.assertEqual(yearly._get_next_period_start(date(2026, 1, 31)), date(2027, 1, 31))
+        self.assertEqual(weekly._get_next_period_start(date(2026, 1, 31)), date(2026, 2, 14))
+        # A leap day start: 29 Feb 2024, 28 Feb 2025, ... 29 Feb 2028.
+        yearly.start_date = date(2024, 2, 29)
+        day = date(2024, 2, 29)
+        for _i in range(4):
+            day = yearly._get_next_period_start(day)
+        self.assertEqual(day, date(2028, 2, 29))
+        # A schedule moved off the start day (e.g. by a pause) keeps its day.
+        self.assertEqual(monthly._get_next_period_start(date(2026, 3, 10)), date(2026, 4, 10))
 
     def test_subscription_product_makes_a_subscription(self):
         order = self.env["sale.order"].create(

@@ -1,1 +1,2 @@
 from . import sale_order_close
+from . import sale_order_reopen
