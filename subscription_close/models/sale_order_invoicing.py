@@ -414,7 +414,9 @@ class SaleOrder(models.Model):
         skipped = []
         while True:
             todo = domain & Domain("id", "not in", skipped)
-            orders = self._subscription_lock(todo, batch_size)
+            orders = self._subscription_lock(
+                todo, batch_size, retry_cron="subscription_close.ir_cron_create_recurring_invoices"
+            )
             if not orders:
                 break
             today_by_id = orders._get_subscription_today()
