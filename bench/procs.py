@@ -238,10 +238,12 @@ class OdooServer:
     group; ``stop()`` or ``kill()`` ends the whole group. Use it as a
     context manager, or call ``stop()`` in a ``finally``."""
 
-    def __init__(self, name, db, log_dir, workers=2, cron_threads=2, smtp_port=None, extra=()):
+    def __init__(
+        self, name, db, log_dir, workers=2, cron_threads=2, smtp_port=None, extra=(), env=None
+    ):
         self.name, self.db, self.log_dir = name, db, log_dir
         self.workers, self.cron_threads = workers, cron_threads
-        self.smtp_port, self.extra = smtp_port, list(extra)
+        self.smtp_port, self.extra, self.env = smtp_port, list(extra), env
         self.proc = None
         self.logs = []
         self.port = None
@@ -275,7 +277,11 @@ class OdooServer:
         )
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(os.environ, **(self.env or {})),
             )
         self.wait_ready(timeout)
         return self
