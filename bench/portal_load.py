@@ -381,7 +381,8 @@ SERVER_ROUTES = [
     ("GET", re.compile(r"/web/login$"), "GET /web/login"),
     ("POST", re.compile(r"/web/login$"), "POST /web/login"),
     ("GET", re.compile(r"/my/subscriptions$"), "GET /my/subscriptions"),
-    ("GET", re.compile(r"/my/orders/\d+\?"), "GET /my/orders/<id>"),
+    ("GET", re.compile(r"/my/orders/\d+(\?|$)"), "GET /my/orders/<id> (before/after)"),
+    # Replayed and forged POSTs included.
     ("POST", re.compile(r"/my/subscriptions/\d+/close$"), "POST /my/subscriptions/<id>/close"),
 ]
 WERKZEUG = re.compile(r'"(GET|POST) (\S+) HTTP/[\d.]+" (\d+) - (\d+) ([\d.]+) ([\d.]+)')
