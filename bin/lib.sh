@@ -74,6 +74,31 @@ ensure_postgres() {
     fi
 }
 
+# A free TCP port on 127.0.0.1: in the range $TEST_PORTS (e.g. 8400-8499)
+# when set, else any port the system gives.
 free_port() {
-    "$1" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+    "$1" - <<'PY'
+import os, random, socket
+spec = os.environ.get("TEST_PORTS")
+ports = [0]
+if spec:
+    low, high = (int(part) for part in spec.split("-"))
+    ports = random.sample(range(low, high + 1), high - low + 1)
+for port in ports:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(sock.getsockname()[1])
+        break
+else:
+    raise SystemExit(f"no free port in {spec}")
+PY
+}
+
+# Name of a throwaway database: $TEST_DB_PREFIX (default <addon>_test), then
+# $1, the time and the shell's pid.
+test_db_name() {
+    echo "${TEST_DB_PREFIX:-${ADDON}_test}_$1_$(date +%Y%m%d%H%M%S)_$$"
 }

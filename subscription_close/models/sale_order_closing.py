@@ -4,7 +4,7 @@ from dateutil.relativedelta import relativedelta
 from markupsafe import escape
 from psycopg2.errors import SerializationFailure
 
-from odoo import api, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.fields import Domain
 from odoo.tools import format_date, split_every
@@ -16,6 +16,13 @@ from odoo.tools.mail import generate_tracking_message_id
 CLOSE_CHUNK_SIZE = 1000
 # Orders named in a refusal message; the others are counted.
 REFUSALS_SHOWN = 20
+# Closure emails posted per batch of their scheduled action. Odoo runs a
+# job's method at least ten times in a row while it reports work left, each
+# run doing at least one batch, all within the cron's time limit (120 s by
+# default): a batch must stay short, and posting an email costs about 0.1 s.
+CLOSE_MAIL_BATCH_SIZE = 20
+# Orders that another transaction holds are tried again this much later.
+LOCKED_RETRY_DELAY = relativedelta(minutes=1)
 
 
 class SaleOrder(models.Model):
@@ -333,7 +340,9 @@ class SaleOrder(models.Model):
             "end_date", "<"
         )
         while True:
-            orders = self._subscription_lock(domain, batch_size)
+            orders = self._subscription_lock(
+                domain, batch_size, retry_cron="subscription_close.ir_cron_close_expired"
+            )
             if not orders:
                 break
             for reason, group in orders.grouped(lambda o: o.close_reason_id or expired).items():
@@ -345,18 +354,20 @@ class SaleOrder(models.Model):
                 break
 
     @api.model
-    def _cron_send_close_mails(self, batch_size=50):
+    def _cron_send_close_mails(self, batch_size=CLOSE_MAIL_BATCH_SIZE):
         """Send the closure emails waiting on subscriptions, in batches
-        committed with the cron progress."""
+        committed with the cron progress. The emails are queued (as every
+        email of a scheduled action): the mail queue is triggered to send
+        them at once rather than within the hour."""
         templates = {
             "closed": self.env.ref("subscription_close.mail_template_subscription_closed"),
             "scheduled": self.env.ref("subscription_close.mail_template_subscription_closing"),
             "kept": self.env.ref("subscription_close.mail_template_subscription_kept"),
         }
-        domain = [("close_mail_to_send", "!=", False)]
+        domain = Domain("close_mail_to_send", "!=", False)
         while True:
-            orders = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
-                allow_referencing=True
+            orders = self._subscription_lock(
+                domain, batch_size, retry_cron="subscription_close.ir_cron_send_close_mails"
             )
             if not orders:
                 break
@@ -367,28 +378,54 @@ class SaleOrder(models.Model):
                     email_layout_xmlid="mail.mail_notification_light",
                 )
             orders.write({"close_mail_to_send": False})
+            self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
             remaining = self.search_count(domain) if len(orders) == batch_size else 0
             time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
             if not remaining or not time_left:
                 break
 
     @api.model
-    def _subscription_lock(self, domain, batch_size):
+    def _subscription_lock(self, domain, batch_size, retry_cron=None):
         """Lock and return up to ``batch_size`` orders matching ``domain``
         that no other transaction holds (FOR NO KEY UPDATE SKIP LOCKED), for
-        the batches of a scheduled action.
+        the batches of a scheduled action: the orders another transaction
+        holds are skipped and the next ones taken instead.
 
         Another worker may commit changes to due orders between our snapshot
         and our lock: PostgreSQL then refuses the lock (serialization
         failure) and the search is made again on a fresh snapshot. Call it
-        with nothing pending in the transaction (at the start of a batch)."""
+        with nothing pending in the transaction (at the start of a batch).
+
+        :param retry_cron: xml id of the scheduled action to trigger again a
+            minute later when due orders could not be locked (another
+            transaction holds them), so that they wait a minute, not until
+            the next day's run.
+        """
         for _attempt in range(5):
             try:
                 due = self.search(domain, order="id")
-                return due.try_lock_for_update(allow_referencing=True, limit=batch_size)
+                orders = due.try_lock_for_update(allow_referencing=True, limit=batch_size)
             except SerializationFailure:
                 self.env.cr.rollback()
+                continue
+            if retry_cron and len(orders) < min(len(due), batch_size):
+                self._subscription_retry_later(retry_cron)
+            return orders
+        if retry_cron:
+            self._subscription_retry_later(retry_cron)
         return self.browse()
+
+    @api.model
+    def _subscription_retry_later(self, cron_xmlid):
+        """Trigger the scheduled action ``cron_xmlid`` a minute later, unless
+        it is already triggered within that minute."""
+        cron = self.env.ref(cron_xmlid).sudo()
+        now = fields.Datetime.now()
+        at = now + LOCKED_RETRY_DELAY
+        Trigger = self.env["ir.cron.trigger"].sudo()
+        domain = [("cron_id", "=", cron.id), ("call_at", ">", now), ("call_at", "<=", at)]
+        if not Trigger.search_count(domain, limit=1):
+            cron._trigger(at)
 
     @api.model
     def _subscription_date_domain(self, field_name, operator):

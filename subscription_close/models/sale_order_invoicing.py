@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from markupsafe import Markup
 from psycopg2 import IntegrityError
+from psycopg2.errors import DeadlockDetected, LockNotAvailable, SerializationFailure
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
@@ -15,6 +16,11 @@ _logger = logging.getLogger(__name__)
 # Subscriptions invoiced per batch (one transaction each in the scheduled
 # action): an invoice costs far more than a closing, so batches are smaller.
 INVOICE_BATCH_SIZE = 100
+# A batch that conflicts with another worker's transaction is done again on
+# a fresh snapshot this many times (as Odoo retries a request), then left to
+# the next run a minute later.
+BATCH_CONFLICT_TRIES = 5
+CONCURRENCY_ERRORS = (SerializationFailure, DeadlockDetected, LockNotAvailable)
 # Date format of the period on invoice lines ("1 Dec 2026 – 31 Dec 2026").
 PERIOD_DATE_FORMAT = "d MMM y"
 
@@ -409,32 +415,59 @@ class SaleOrder(models.Model):
         more (the next invoice date moves in the same transaction). A
         subscription that cannot be invoiced is logged and skipped until the
         next run; one that missed several periods gets one invoice per period.
+        A batch in conflict with another worker's transaction is rolled back
+        and done again (:data:`BATCH_CONFLICT_TRIES` times, then a minute
+        later).
         """
         domain = self._get_invoice_due_domain()
+        cron_xmlid = "subscription_close.ir_cron_create_recurring_invoices"
         skipped = []
+        conflicts = 0
         while True:
-            todo = domain & Domain("id", "not in", skipped)
-            orders = self._subscription_lock(todo, batch_size)
-            if not orders:
-                break
-            today_by_id = orders._get_subscription_today()
-            not_due = orders.filtered(
-                lambda order, today_by_id=today_by_id: (
-                    not order._is_invoice_due(today_by_id[order.id])
+            try:
+                processed, batch_skipped = self._create_recurring_invoices_batch(
+                    domain & Domain("id", "not in", skipped), batch_size, cron_xmlid
                 )
-            )
-            skipped += not_due.ids
-            _moves, failed = (orders - not_due)._create_recurring_invoices_safely()
-            skipped += failed.ids
-            processed = len(orders) - len(not_due) - len(failed)
-            # Memory stays bounded by a batch: invoices, their lines and
-            # everything they computed leave the cache once written.
-            self.env.flush_all()
-            self.env.invalidate_all()
+            except CONCURRENCY_ERRORS as error:
+                # Another worker committed a change to a record this batch
+                # writes too, e.g. the rank of a customer whose first invoice
+                # both post: the batch is rolled back and done again.
+                self.env.cr.rollback()
+                self.env.invalidate_all()
+                conflicts += 1
+                _logger.info("Recurring invoicing batch in conflict, done again: %s", error)
+                if conflicts >= BATCH_CONFLICT_TRIES:
+                    self._subscription_retry_later(cron_xmlid)
+                    break
+                continue
+            if processed is None:
+                break
+            skipped += batch_skipped
             remaining = self.search_count(domain & Domain("id", "not in", skipped))
             time_left = self.env["ir.cron"]._commit_progress(processed, remaining=remaining)
             if not remaining or not time_left:
                 break
+
+    @api.model
+    def _create_recurring_invoices_batch(self, domain, batch_size, cron_xmlid):
+        """Lock up to ``batch_size`` subscriptions of ``domain`` and invoice
+        those that are due, flushed (a conflict with another transaction
+        raises here, not at commit). Returns how many were invoiced (None
+        when none was left to lock) and the ids to skip until the next run
+        (not due, or failed)."""
+        orders = self._subscription_lock(domain, batch_size, retry_cron=cron_xmlid)
+        if not orders:
+            return None, []
+        today_by_id = orders._get_subscription_today()
+        not_due = orders.filtered(
+            lambda order, today_by_id=today_by_id: not order._is_invoice_due(today_by_id[order.id])
+        )
+        _moves, failed = (orders - not_due)._create_recurring_invoices_safely()
+        # Memory stays bounded by a batch: invoices, their lines and
+        # everything they computed leave the cache once written.
+        self.env.flush_all()
+        self.env.invalidate_all()
+        return len(orders) - len(not_due) - len(failed), not_due.ids + failed.ids
 
     # ------------------------------------------------------------------
     # Closing and billing together

@@ -447,13 +447,16 @@ class SaleOrder(models.Model):
         """Resume the paused subscriptions whose resume date has come.
 
         Batches of ``batch_size`` orders locked with SKIP LOCKED (two workers
-        never resume the same order), resumed through :meth:`_action_resume`
+        never resume the same order; those another transaction holds are
+        tried again a minute later), resumed through :meth:`_action_resume`
         and committed with the cron progress. Running it twice resumes
         nothing more: resumed subscriptions are no longer paused.
         """
         domain = self._get_resume_due_domain()
         while True:
-            orders = self._subscription_lock(domain, batch_size)
+            orders = self._subscription_lock(
+                domain, batch_size, retry_cron="subscription_close.ir_cron_resume_paused"
+            )
             if not orders:
                 break
             orders._action_resume(scheduled=True)

@@ -3,6 +3,7 @@ from datetime import date
 from unittest.mock import patch
 
 from freezegun import freeze_time
+from psycopg2.errors import SerializationFailure
 
 from odoo.fields import Command
 from odoo.tests import Form, tagged
@@ -233,6 +234,37 @@ class TestRecurringInvoicing(InvoicingCommon):
                 }
             ).flush_recordset()
         self.assertIn("subscription_period_unique", str(caught.exception))
+
+    def test_a_batch_in_conflict_is_done_again(self):
+        """Another worker commits a change to a record the batch writes too
+        (e.g. the rank of a customer whose first invoice both post): the
+        batch is rolled back and done again, each period invoiced once."""
+        with freeze_time("2026-05-10"):
+            orders = self._create_subscription() + self._create_subscription()
+        SaleOrder = type(self.env["sale.order"])
+        original = SaleOrder._create_recurring_invoices
+        calls = []
+
+        def create_then_conflict(records):
+            calls.append(records.ids)
+            moves = original(records)
+            if len(calls) == 1:
+                moves.flush_recordset()  # written, then refused as at commit
+                raise SerializationFailure("could not serialize access due to concurrent update")
+            return moves
+
+        with (
+            freeze_time("2026-05-10"),
+            patch.object(SaleOrder, "_create_recurring_invoices", create_then_conflict),
+        ):
+            self._run_cron()
+        self.assertEqual(calls, [orders.ids, orders.ids])
+        for order in orders:
+            self.assertEqual(self._periods(order), [(date(2026, 5, 10), date(2026, 6, 9))])
+            self.assertEqual(order.next_invoice_date, date(2026, 6, 10))
+            self.assertEqual(
+                len(order.message_ids.filtered(lambda m: "invoiced" in (m.body or ""))), 1
+            )
 
     def test_one_broken_subscription_does_not_stop_the_others(self):
         # A product whose category has no income account, with no fallback

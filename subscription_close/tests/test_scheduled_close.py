@@ -3,8 +3,9 @@ from datetime import date
 from unittest.mock import patch
 
 from freezegun import freeze_time
+from psycopg2.errors import SerializationFailure
 
-from odoo.fields import Command
+from odoo.fields import Command, Datetime
 from odoo.tests import Form, tagged
 
 from .common import SubscriptionCommon
@@ -183,13 +184,70 @@ class TestScheduledClose(SubscriptionCommon):
         def try_lock(records, *args, **kwargs):
             return original(records - locked_elsewhere, *args, **kwargs)
 
-        with freeze_time("2026-06-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+        cron = self.env.ref("subscription_close.ir_cron_close_expired")
+        self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
+        with (
+            freeze_time("2026-06-10 08:00:00"),
+            patch.object(SaleOrder, "try_lock_for_update", try_lock),
+        ):
             self._run_cron()
         self.assertEqual(orders[1].subscription_state, "6_churn")
         self.assertEqual(locked_elsewhere.subscription_state, "3_progress")
+        # What the other worker holds is tried again a minute later, not the
+        # next day.
+        self.assertEqual(
+            self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).mapped("call_at"),
+            [Datetime.to_datetime("2026-06-10 08:01:00")],
+        )
         with freeze_time("2026-06-10"):
             self._run_cron()
         self.assertEqual(locked_elsewhere.subscription_state, "6_churn")
+
+    def test_cron_takes_the_next_orders_when_the_first_are_locked(self):
+        with freeze_time("2026-06-01"):
+            orders = self.env["sale.order"]
+            for _i in range(4):
+                orders |= self._create_subscription()
+            self._close(orders, self.reason, date(2026, 6, 2))
+        locked_elsewhere = orders[:2]
+        SaleOrder = type(self.env["sale.order"])
+        original = SaleOrder.try_lock_for_update
+
+        def try_lock(records, *args, **kwargs):
+            return original(records - locked_elsewhere, *args, **kwargs)
+
+        cron = self.env.ref("subscription_close.ir_cron_close_expired")
+        with freeze_time("2026-06-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+            cron.sudo().code = "model._cron_close_expired(batch_size=2)"
+            self._run_cron()
+        self.assertEqual(orders[2:].mapped("subscription_state"), ["6_churn"] * 2)
+        self.assertEqual(locked_elsewhere.mapped("subscription_state"), ["3_progress"] * 2)
+
+    def test_cron_retries_after_a_concurrent_change(self):
+        """A due order changed by another transaction since the cron's began
+        cannot be locked (serialization failure): the cron starts a fresh
+        transaction and closes what is due then, instead of failing."""
+        with freeze_time("2026-06-01"):
+            orders = self._create_subscription() + self._create_subscription()
+            self._close(orders, self.reason, date(2026, 6, 2))
+        SaleOrder = type(self.env["sale.order"])
+        original = SaleOrder.try_lock_for_update
+        calls = []
+
+        def try_lock(records, *args, **kwargs):
+            calls.append(records.ids)
+            if len(calls) == 1:
+                raise SerializationFailure("could not serialize access due to concurrent update")
+            return original(records, *args, **kwargs)
+
+        with freeze_time("2026-06-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+            self._run_cron()
+        self.assertEqual(len(calls), 2)  # failed, then locked the batch in a fresh snapshot
+        self.assertEqual(orders.mapped("subscription_state"), ["6_churn"] * 2)
+        progress = self.env["ir.cron.progress"].search(
+            [("cron_id", "=", self.env.ref("subscription_close.ir_cron_close_expired").id)]
+        )
+        self.assertEqual(sum(progress.mapped("done")), 2)
 
     def test_cron_batches_report_progress(self):
         with freeze_time("2026-06-01"):
@@ -238,6 +296,10 @@ class TestScheduledClose(SubscriptionCommon):
         mail = self._closure_mails(closing)
         self.assertEqual(mail.subject, f"Your subscription {closing.name} will close on 06/30/2026")
         self.assertIn("Changed your mind?", mail.body_html)
+
+        # The mail queue is asked to send them at once, not within the hour.
+        queue = self.env.ref("mail.ir_cron_mail_scheduler_action")
+        self.assertTrue(self.env["ir.cron.trigger"].search([("cron_id", "=", queue.id)]))
 
         # Sending twice sends nothing more.
         self._run_cron("subscription_close.ir_cron_send_close_mails")
