@@ -415,12 +415,27 @@ class SaleOrder(models.Model):
         more (the next invoice date moves in the same transaction). A
         subscription that cannot be invoiced is logged and skipped until the
         next run; one that missed several periods gets one invoice per period.
-        A batch in conflict with another worker's transaction is rolled back
-        and done again (:data:`BATCH_CONFLICT_TRIES` times, then a minute
-        later).
+        One process invoices at a time (:meth:`_subscription_job_mutex`):
+        another run meanwhile looks again a minute later. A batch in
+        conflict with another transaction is rolled back and done again
+        (:data:`BATCH_CONFLICT_TRIES` times, then a minute later).
         """
-        domain = self._get_invoice_due_domain()
         cron_xmlid = "subscription_close.ir_cron_create_recurring_invoices"
+        with self._subscription_job_mutex("recurring_invoicing") as holder:
+            if not holder:
+                # Another process is invoicing: it goes on until nothing is
+                # due; this run looks again a minute later.
+                _logger.info("Recurring invoicing already running in another process.")
+                self._subscription_retry_later(cron_xmlid)
+                return
+            # A fresh snapshot, taken once the job is ours.
+            self.env["ir.cron"]._commit_progress(0)
+            self._create_recurring_invoices_batches(batch_size, cron_xmlid)
+
+    @api.model
+    def _create_recurring_invoices_batches(self, batch_size, cron_xmlid):
+        """The batches of :meth:`_cron_create_recurring_invoices`."""
+        domain = self._get_invoice_due_domain()
         skipped = []
         conflicts = 0
         while True:
@@ -429,9 +444,9 @@ class SaleOrder(models.Model):
                     domain & Domain("id", "not in", skipped), batch_size, cron_xmlid
                 )
             except CONCURRENCY_ERRORS as error:
-                # Another worker committed a change to a record this batch
-                # writes too, e.g. the rank of a customer whose first invoice
-                # both post: the batch is rolled back and done again.
+                # Another transaction committed a change to a record this
+                # batch writes too (e.g. a user posting an invoice of the
+                # same customer): the batch is rolled back and done again.
                 self.env.cr.rollback()
                 self.env.invalidate_all()
                 conflicts += 1

@@ -1,10 +1,12 @@
 import logging
+import zlib
 from datetime import date
 from unittest.mock import patch
 
 from freezegun import freeze_time
 from psycopg2.errors import SerializationFailure
 
+from odoo import sql_db
 from odoo.fields import Command
 from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
@@ -210,12 +212,12 @@ class TestRecurringInvoicing(InvoicingCommon):
             orders = self._create_subscription() + self._create_subscription()
         locked_elsewhere = orders[0]
         SaleOrder = type(self.env["sale.order"])
-        original = SaleOrder.try_lock_for_update
+        original = SaleOrder._subscription_try_lock
 
         def try_lock(records, *args, **kwargs):
             return original(records - locked_elsewhere, *args, **kwargs)
 
-        with freeze_time("2026-05-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+        with freeze_time("2026-05-10"), patch.object(SaleOrder, "_subscription_try_lock", try_lock):
             self._run_cron()
         self.assertFalse(self._invoices(locked_elsewhere))
         self.assertEqual(len(self._invoices(orders[1])), 1)
@@ -265,6 +267,32 @@ class TestRecurringInvoicing(InvoicingCommon):
             self.assertEqual(
                 len(order.message_ids.filtered(lambda m: "invoiced" in (m.body or ""))), 1
             )
+
+    def test_one_process_invoices_at_a_time(self):
+        """While another process runs the invoicing (it holds the job's
+        advisory lock), a run invoices nothing and looks again a minute
+        later; once it is free, the next run invoices."""
+        with freeze_time("2026-05-10"):
+            order = self._create_subscription()
+        cron = self.env.ref(INVOICING_CRON)
+        key = zlib.crc32(b"subscription_close.recurring_invoicing") - 2**31
+        other = sql_db.db_connect(self.env.cr.dbname).cursor()
+        try:
+            other.execute("SELECT pg_advisory_lock(%s)", (key,))
+            with freeze_time("2026-05-10 08:00:00"):
+                self._run_cron()
+                self.assertFalse(self._invoices(order))
+                self.assertTrue(
+                    self.env["ir.cron.trigger"].search_count(
+                        [("cron_id", "=", cron.id), ("call_at", "=", "2026-05-10 08:01:00")]
+                    )
+                )
+        finally:
+            other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            other.close()
+        with freeze_time("2026-05-10 08:01:00"):
+            self._run_cron()
+        self.assertEqual(len(self._invoices(order)), 1)
 
     def test_one_broken_subscription_does_not_stop_the_others(self):
         # A product whose category has no income account, with no fallback

@@ -366,12 +366,12 @@ class TestPause(PauseCommon):
             self._pause(orders, date(2026, 6, 5))
         locked_elsewhere = orders[0]
         SaleOrder = type(self.env["sale.order"])
-        original = SaleOrder.try_lock_for_update
+        original = SaleOrder._subscription_try_lock
 
         def try_lock(records, *args, **kwargs):
             return original(records - locked_elsewhere, *args, **kwargs)
 
-        with freeze_time("2026-06-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+        with freeze_time("2026-06-10"), patch.object(SaleOrder, "_subscription_try_lock", try_lock):
             self._run_cron()
         self.assertEqual(orders[1].subscription_state, "3_progress")
         self.assertEqual(locked_elsewhere.subscription_state, "4_paused")

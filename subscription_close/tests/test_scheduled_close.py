@@ -179,7 +179,7 @@ class TestScheduledClose(SubscriptionCommon):
             self._close(orders, self.reason, date(2026, 6, 2))
         locked_elsewhere = orders[0]
         SaleOrder = type(self.env["sale.order"])
-        original = SaleOrder.try_lock_for_update
+        original = SaleOrder._subscription_try_lock
 
         def try_lock(records, *args, **kwargs):
             return original(records - locked_elsewhere, *args, **kwargs)
@@ -188,7 +188,7 @@ class TestScheduledClose(SubscriptionCommon):
         self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
         with (
             freeze_time("2026-06-10 08:00:00"),
-            patch.object(SaleOrder, "try_lock_for_update", try_lock),
+            patch.object(SaleOrder, "_subscription_try_lock", try_lock),
         ):
             self._run_cron()
         self.assertEqual(orders[1].subscription_state, "6_churn")
@@ -211,13 +211,13 @@ class TestScheduledClose(SubscriptionCommon):
             self._close(orders, self.reason, date(2026, 6, 2))
         locked_elsewhere = orders[:2]
         SaleOrder = type(self.env["sale.order"])
-        original = SaleOrder.try_lock_for_update
+        original = SaleOrder._subscription_try_lock
 
         def try_lock(records, *args, **kwargs):
             return original(records - locked_elsewhere, *args, **kwargs)
 
         cron = self.env.ref("subscription_close.ir_cron_close_expired")
-        with freeze_time("2026-06-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+        with freeze_time("2026-06-10"), patch.object(SaleOrder, "_subscription_try_lock", try_lock):
             cron.sudo().code = "model._cron_close_expired(batch_size=2)"
             self._run_cron()
         self.assertEqual(orders[2:].mapped("subscription_state"), ["6_churn"] * 2)
@@ -231,7 +231,7 @@ class TestScheduledClose(SubscriptionCommon):
             orders = self._create_subscription() + self._create_subscription()
             self._close(orders, self.reason, date(2026, 6, 2))
         SaleOrder = type(self.env["sale.order"])
-        original = SaleOrder.try_lock_for_update
+        original = SaleOrder._subscription_try_lock
         calls = []
 
         def try_lock(records, *args, **kwargs):
@@ -240,7 +240,7 @@ class TestScheduledClose(SubscriptionCommon):
                 raise SerializationFailure("could not serialize access due to concurrent update")
             return original(records, *args, **kwargs)
 
-        with freeze_time("2026-06-10"), patch.object(SaleOrder, "try_lock_for_update", try_lock):
+        with freeze_time("2026-06-10"), patch.object(SaleOrder, "_subscription_try_lock", try_lock):
             self._run_cron()
         self.assertEqual(len(calls), 2)  # failed, then locked the batch in a fresh snapshot
         self.assertEqual(orders.mapped("subscription_state"), ["6_churn"] * 2)
