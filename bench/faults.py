@@ -200,7 +200,7 @@ def run_fault(fault, db, server, args, log):
             victim = f"server {server.name} (all its processes)"
         gone = wait_backend_gone(db, backend)
         log(
-            f"  {fault}: killed {victim} while its transaction wrote a {job.name} batch "
+            f"  {fault}: killed {victim} while its transaction wrote a batch of the {job.name} job "
             f"(backend {backend}, {state}: {' '.join(query.split())[:60]}...)"
         )
         checks.append(
