@@ -260,7 +260,8 @@ class SaleOrder(models.Model):
         company, whatever the number of orders)."""
         today_by_company = {}
         result = {}
-        for order in self:
+        # Only the company is read: not every field of thousands of orders.
+        for order in self.with_context(prefetch_fields=False):
             company = order.company_id
             if company not in today_by_company:
                 today_by_company[company] = order._subscription_today()

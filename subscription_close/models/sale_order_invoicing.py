@@ -492,16 +492,22 @@ class SaleOrder(models.Model):
         """Recompute the quantity to invoice of the recurring lines of the
         subscriptions of ``self`` whose due state no longer matches it (e.g.
         closed while a period was due, reopened on a due date)."""
-        lines = self.env["sale.order.line"]
         today_by_id = self._get_subscription_today()
-        for order in self:
-            due = order.state == "sale" and order._is_invoice_due(today_by_id[order.id])
-            for line in order._get_recurring_lines():
-                if line.qty_to_invoice != (line.product_uom_qty if due else 0.0):
-                    lines |= line
-        if lines:
-            self.env.add_to_compute(lines._fields["qty_to_invoice"], lines)
-            lines.modified(["qty_to_invoice"])  # and their invoice status
+        # By chunks, each released from the cache with its lines: memory
+        # stays bounded by a chunk, whatever the selection.
+        for chunk in self._subscription_chunks():
+            lines = self.env["sale.order.line"]
+            for order in chunk:
+                due = order.state == "sale" and order._is_invoice_due(today_by_id[order.id])
+                for line in order._get_recurring_lines():
+                    if line.qty_to_invoice != (line.product_uom_qty if due else 0.0):
+                        lines |= line
+            if lines:
+                self.env.add_to_compute(lines._fields["qty_to_invoice"], lines)
+                lines.modified(["qty_to_invoice"])  # and their invoice status
+            if len(self) > len(chunk):
+                self.env.flush_all()
+                chunk.order_line.invalidate_recordset()
 
     def _action_cancel_close(self, author=None):
         res = super()._action_cancel_close(author=author)
@@ -517,7 +523,8 @@ class SaleOrder(models.Model):
             reason, end_dates, author=author, retention_shown=retention_shown
         )
         self._subscription_refresh_qty_to_invoice()
-        closed_now = self.filtered(
+        # Reading only the fields used (the orders left the cache by chunks).
+        closed_now = self.with_context(prefetch_fields=False).filtered(
             lambda order: (
                 order.plan_id.close_refund == "prorated"
                 and order.subscription_state == "6_churn"
@@ -525,7 +532,7 @@ class SaleOrder(models.Model):
             )
         )
         if closed_now:
-            closed_now._create_prorated_credit_notes(unused_starts)
+            closed_now.with_env(self.env)._create_prorated_credit_notes(unused_starts)
         return res
 
     def _get_unused_start_dates(self, end_dates):
