@@ -260,8 +260,7 @@ class SaleOrder(models.Model):
         company, whatever the number of orders)."""
         today_by_company = {}
         result = {}
-        # Only the company is read: not every field of thousands of orders.
-        for order in self.with_context(prefetch_fields=False):
+        for order in self._subscription_prefetch(["company_id"]):
             company = order.company_id
             if company not in today_by_company:
                 today_by_company[company] = order._subscription_today()

@@ -500,6 +500,16 @@ class SaleOrder(models.Model):
             yield chunk
             chunk._subscription_release_cache()
 
+    def _subscription_prefetch(self, field_names):
+        """``self``, to read ``field_names`` across the selection. Up to one
+        chunk, Odoo's usual prefetch reads them with the order's other fields
+        in one query; beyond, only these fields are fetched, so that reading
+        them does not bring every field of thousands of orders into memory."""
+        if len(self) <= CLOSE_CHUNK_SIZE:
+            return self
+        self.fetch(field_names)
+        return self.with_context(prefetch_fields=False)
+
     def _subscription_release_cache(self):
         """Drop these orders and the chatter from the cache once they are
         written, so that processing the next batch does not add to memory."""

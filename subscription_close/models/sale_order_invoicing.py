@@ -523,8 +523,10 @@ class SaleOrder(models.Model):
             reason, end_dates, author=author, retention_shown=retention_shown
         )
         self._subscription_refresh_qty_to_invoice()
-        # Reading only the fields used (the orders left the cache by chunks).
-        closed_now = self.with_context(prefetch_fields=False).filtered(
+        # Big selections left the cache by chunks: only the fields used here
+        # are read again.
+        orders = self._subscription_prefetch(["plan_id", "subscription_state", "company_id"])
+        closed_now = orders.filtered(
             lambda order: (
                 order.plan_id.close_refund == "prorated"
                 and order.subscription_state == "6_churn"
@@ -728,6 +730,9 @@ class SaleOrder(models.Model):
         in batches locked with SKIP LOCKED and committed with the cron
         progress. Invoices are never changed."""
         self._subscription_queue_overdue_reminders()
+        # The reminders are kept if a batch below must start again.
+        self.env["ir.cron"]._commit_progress(0)
+        retry_cron = "subscription_close.ir_cron_close_unpaid"
         candidates = self.env["account.move"]._read_group(
             [
                 ("subscription_id.subscription_state", "=", "3_progress"),
@@ -741,7 +746,14 @@ class SaleOrder(models.Model):
         )
         order_ids = [order.id for (order,) in candidates]
         for batch_ids in split_every(batch_size, order_ids):
-            orders = self.browse(batch_ids).try_lock_for_update(allow_referencing=True)
+            try:
+                orders = self.browse(batch_ids)._subscription_try_lock(batch_size)
+            except SerializationFailure:  # changed by another transaction meanwhile
+                self.env.cr.rollback()
+                self._subscription_retry_later(retry_cron)
+                continue
+            if len(orders) < len(batch_ids):  # held by another transaction
+                self._subscription_retry_later(retry_cron)
             closed = orders._close_unpaid()
             orders._subscription_release_cache()
             self.env["ir.cron"]._commit_progress(len(closed))
