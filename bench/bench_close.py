@@ -14,8 +14,8 @@ Ways of closing:
   subscription, as the peer is measured): where the speed of ``popup``
   comes from is batching, not a faster way of writing;
 - ``cron``: subscription_close's scheduled action on N subscriptions whose
-  end date has passed (its commits are turned into no-ops so that the run can
-  be rolled back);
+  end date has passed (each commit only runs what a commit runs, the flush
+  and the chatter tracking, so that the run can be rolled back);
 - ``oca``: OCA subscription_oca 19.0 (PyPI ``odoo-addon-subscription-oca``,
   downloaded into a temporary folder), closed through its close wizard one
   subscription at a time, as its user interface does;
@@ -261,9 +261,15 @@ def close_with_cron(env, order_ids, reason):
             {"end_date": yesterday, "close_reason_id": reason.id}
         )
 
+    def commit_progress(cron, *args, **kwargs):
+        # What a commit runs, without committing: the run is rolled back.
+        cron.env.flush_all()
+        cron.env.cr.flush()  # the chatter tracking of the batch
+        return float("inf")
+
     def run():
         IrCron = type(env["ir.cron"])
-        with patch.object(IrCron, "_commit_progress", lambda *args, **kwargs: float("inf")):
+        with patch.object(IrCron, "_commit_progress", commit_progress):
             env["sale.order"]._cron_close_expired()
 
     return setup, run
@@ -344,6 +350,13 @@ def close_with_peer_wizard(env, subscription_ids, reason):
 # ----------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------
+
+
+def compare(seconds, reference):
+    """``"3.2x faster"`` or ``"1.4x slower"``: ``seconds`` against ``reference``."""
+    if seconds <= reference:
+        return f"{reference / seconds:.1f}x faster"
+    return f"{seconds / reference:.1f}x slower"
 
 
 def machine_name():
@@ -477,11 +490,7 @@ def report(results, sizes, peer_wheel, args):
             measure_ = by_key.get((size, way))
             if not measure_:
                 continue
-            vs_peer = (
-                f"{peer['seconds'] / measure_['seconds']:.1f}x faster"
-                if peer and way != "oca"
-                else ""
-            )
+            vs_peer = compare(measure_["seconds"], peer["seconds"]) if peer and way != "oca" else ""
             vs_floor = (
                 f"{measure_['seconds'] / floor['seconds']:.1f}x slower"
                 if floor and way != "sql"

@@ -511,10 +511,11 @@ class SaleOrder(models.Model):
         return self.with_context(prefetch_fields=False)
 
     def _subscription_release_cache(self):
-        """Drop these orders and the chatter from the cache once they are
+        """Drop these orders, their lines and the chatter from the cache once they are
         written, so that processing the next batch does not add to memory."""
         self.env.flush_all()
         self.invalidate_recordset()
+        self.env["sale.order.line"].invalidate_model()
         self.env["mail.message"].invalidate_model()
         self.env["mail.tracking.value"].invalidate_model()
 
