@@ -113,6 +113,19 @@ class SubscriptionPortalCommon(HttpCase, SubscriptionCommon):
         user = user or self.user_portal
         self.authenticate(user.login, f"{user.login}_pwd")
 
+    def _serve_italian(self):
+        """Italian active with the addon's terms, and the portal customer
+        speaking it. Next to a website, the portal serves the languages the
+        website offers (the /it/ prefix, the frontend_lang cookie): an
+        Italian shop offers Italian."""
+        italian = self.env["res.lang"]._activate_lang("it_IT")
+        self.env["ir.module.module"]._load_module_terms(
+            ["subscription_close"], ["it_IT"], overwrite=True
+        )
+        if "website" in self.env:
+            self.env["website"].search([]).language_ids |= italian
+        self.user_portal.lang = "it_IT"
+
     def _post(self, order, action, csrf=True, **data):
         """POST the portal form ``action`` (close, keep) of ``order`` (a
         record or any id, even a wrong one), without following redirects."""

@@ -264,11 +264,7 @@ class TestPortalPause(PausePortalCommon):
         self.assertEqual(self._retention_events(order).mapped("event_type"), ["started", "closed"])
 
     def test_italian(self):
-        self.env["res.lang"]._activate_lang("it_IT")
-        self.env["ir.module.module"]._load_module_terms(
-            ["subscription_close"], ["it_IT"], overwrite=True
-        )
-        self.user_portal.lang = "it_IT"
+        self._serve_italian()
         self._login()
         with freeze_time("2026-01-20"):
             page = self._page(self.subscription)

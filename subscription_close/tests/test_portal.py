@@ -112,16 +112,7 @@ class TestPortalSubscription(SubscriptionPortalCommon):
         self.assertIn('id="o_subscription_close_button"', page)
 
     def test_italian_portal(self):
-        italian = self.env["res.lang"]._activate_lang("it_IT")
-        self.env["ir.module.module"]._load_module_terms(
-            ["subscription_close"], ["it_IT"], overwrite=True
-        )
-        if "website" in self.env:
-            # A website serves the languages it offers, and its portal then
-            # follows the customer's (the /it/ prefix, the frontend_lang
-            # cookie): an Italian shop offers Italian.
-            self.env["website"].search([]).language_ids |= italian
-        self.user_portal.lang = "it_IT"
+        self._serve_italian()
         self._login()
         page = self.url_open(self.subscription.get_portal_url()).text
         for text in ("Chiudi abbonamento", "Invia", "In corso", "Troppo caro", "Piano ricorrente:"):
