@@ -53,6 +53,13 @@ class Session:
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
         credentials = {"db": db, "login": login, "password": password}
         user = rpc(self.opener, url, "/web/session/authenticate", credentials)
+        if not self.call("res.lang", "search", [[("code", "=", lang)]]):
+            # Not active yet: installed as Settings > Languages does (admin).
+            lang_ids = self.call(
+                "res.lang", "search", [[("code", "=", lang), ("active", "=", False)]]
+            )
+            wizard = self.call("base.language.install", "create", [{"lang_ids": lang_ids}])
+            self.call("base.language.install", "lang_install", [[wizard]])
         self.call("res.users", "write", [[user["uid"]], {"lang": lang}])
         # Log in again: the new session (and the portal) speaks that language.
         rpc(self.opener, url, "/web/session/authenticate", credentials)
