@@ -511,8 +511,8 @@ class SaleOrder(models.Model):
         return self.with_context(prefetch_fields=False)
 
     def _subscription_release_cache(self):
-        """Drop these orders, their lines and the chatter from the cache once they are
-        written, so that processing the next batch does not add to memory."""
+        """Drop these orders, the order lines and the chatter from the cache
+        once they are written, so that the next batch does not add to memory."""
         self.env.flush_all()
         self.invalidate_recordset()
         self.env["sale.order.line"].invalidate_model()

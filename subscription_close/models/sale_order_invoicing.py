@@ -732,7 +732,6 @@ class SaleOrder(models.Model):
         self._subscription_queue_overdue_reminders()
         # The reminders are kept if a batch below must start again.
         self.env["ir.cron"]._commit_progress(0)
-        retry_cron = "subscription_close.ir_cron_close_unpaid"
         candidates = self.env["account.move"]._read_group(
             [
                 ("subscription_id.subscription_state", "=", "3_progress"),
@@ -746,14 +745,13 @@ class SaleOrder(models.Model):
         )
         order_ids = [order.id for (order,) in candidates]
         for batch_ids in split_every(batch_size, order_ids):
-            try:
-                orders = self.browse(batch_ids)._subscription_try_lock(batch_size)
-            except SerializationFailure:  # changed by another transaction meanwhile
-                self.env.cr.rollback()
-                self._subscription_retry_later(retry_cron)
-                continue
-            if len(orders) < len(batch_ids):  # held by another transaction
-                self._subscription_retry_later(retry_cron)
+            # Locked as every job's batch: what another transaction holds or
+            # changes meanwhile is left to a run a minute later.
+            orders = self._subscription_lock(
+                Domain("id", "in", batch_ids) & Domain("subscription_state", "=", "3_progress"),
+                batch_size,
+                retry_cron="subscription_close.ir_cron_close_unpaid",
+            )
             closed = orders._close_unpaid()
             orders._subscription_release_cache()
             self.env["ir.cron"]._commit_progress(len(closed))

@@ -514,58 +514,62 @@ class TestUnpaidInvoices(InvoicingCommon):
         self.assertEqual(len(self._invoices(paid)), 2)
 
     def test_unpaid_held_elsewhere_is_closed_a_minute_later(self):
-        """A subscription another transaction holds (or changes meanwhile)
-        is left to a run a minute later, the others are closed now; the
-        reminders queued before the batches are kept."""
+        """A batch that changes meanwhile (serialization failure) or that
+        another transaction holds is left to a run a minute later, the rest
+        is closed now; the reminders queued before the batches are kept when
+        a batch is rolled back."""
         with freeze_time("2026-03-01"):
             orders = self._create_subscription() + self._create_subscription()
             self._run_cron()
         self._run_cron("subscription_close.ir_cron_send_subscription_mails")
         held = orders[0]
+        invoices = self._invoices(orders[0]) + self._invoices(orders[1])
         cron = self.env.ref("subscription_close.ir_cron_close_unpaid")
         SaleOrder = type(self.env["sale.order"])
         original = SaleOrder._subscription_try_lock
 
-        def try_lock(records, *args, **kwargs):
-            return original(records - held, *args, **kwargs)
-
         def conflict(records, *args, **kwargs):
             raise SerializationFailure("could not serialize access due to concurrent update")
 
+        def try_lock(records, *args, **kwargs):
+            return original(records - held, *args, **kwargs)
+
+        def triggers():
+            return self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).mapped("call_at")
+
         self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).unlink()
+        self.assertFalse(any(invoices.mapped("subscription_reminder_sent")))
+        # Every attempt at the batch conflicts: nothing closed, the
+        # reminders kept, tried again a minute later.
         with (
             freeze_time("2026-03-12 08:00:00"),
+            patch.object(SaleOrder, "_subscription_try_lock", conflict),
+        ):
+            self._run_cron("subscription_close.ir_cron_close_unpaid")
+        self.assertEqual(orders.mapped("subscription_state"), ["3_progress"] * 2)
+        self.assertEqual(invoices.mapped("subscription_reminder_sent"), [True, True])
+        self.assertEqual(invoices.mapped("subscription_mail_to_send"), ["overdue", "overdue"])
+        self.assertEqual(triggers(), [Datetime.to_datetime("2026-03-12 08:01:00")])
+        # One is held by another transaction: the other is closed now.
+        with (
+            freeze_time("2026-03-12 08:01:00"),
             patch.object(SaleOrder, "_subscription_try_lock", try_lock),
         ):
             self._run_cron("subscription_close.ir_cron_close_unpaid")
         self.assertEqual(orders[1].subscription_state, "6_churn")
         self.assertEqual(held.subscription_state, "3_progress")
-        self.assertTrue(self._invoices(held).subscription_reminder_sent)
-        self.assertEqual(
-            self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).mapped("call_at"),
-            [Datetime.to_datetime("2026-03-12 08:01:00")],
-        )
-        # The next run meets a conflict: nothing closed, tried again later.
-        with (
-            freeze_time("2026-03-12 08:01:00"),
-            patch.object(SaleOrder, "_subscription_try_lock", conflict),
-        ):
-            self._run_cron("subscription_close.ir_cron_close_unpaid")
-        self.assertEqual(held.subscription_state, "3_progress")
-        self.assertIn(
-            Datetime.to_datetime("2026-03-12 08:02:00"),
-            self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]).mapped("call_at"),
-        )
+        self.assertIn(Datetime.to_datetime("2026-03-12 08:02:00"), triggers())
         with freeze_time("2026-03-12 08:02:00"):
             self._run_cron("subscription_close.ir_cron_close_unpaid")
         self.assertEqual(held.subscription_state, "6_churn")
-        self.assertEqual(held.close_reason_id, self.unpaid_reason)
-        self.assertIn(self._invoices(held).name, held.message_ids[0].body)
-        # Closed once: one change of status in its chatter.
-        state_changes = held.message_ids.tracking_value_ids.filtered(
-            lambda value: value.field_id.name == "subscription_state"
-        )
-        self.assertEqual(len(state_changes), 1)
+        for order in orders:
+            self.assertEqual(order.close_reason_id, self.unpaid_reason)
+            self.assertIn(self._invoices(order).name, order.message_ids[0].body)
+            # Closed once: one change of status in its chatter.
+            state_changes = order.message_ids.tracking_value_ids.filtered(
+                lambda value: value.field_id.name == "subscription_state"
+            )
+            self.assertEqual(len(state_changes), 1)
 
     def test_overdue_reminder_once(self):
         with freeze_time("2026-03-01"):
