@@ -23,6 +23,7 @@
         "views/sale_subscription_plan_views.xml",
         "views/product_template_views.xml",
         "views/sale_order_close_reason_views.xml",
+        "wizard/sale_make_invoice_advance_views.xml",
         "wizard/sale_order_close_views.xml",
         "wizard/sale_order_reopen_views.xml",
         "wizard/sale_order_pause_views.xml",

@@ -1,3 +1,5 @@
+from collections import defaultdict
+
 from odoo import api, fields, models
 from odoo.fields import Domain
 
@@ -43,9 +45,6 @@ class SaleOrder(models.Model):
         help="First day of the subscription. Set when the subscription is confirmed.",
     )
     next_invoice_date = fields.Date(
-        compute="_compute_next_invoice_date",
-        store=True,
-        readonly=False,
         copy=False,
         tracking=True,
         help="First day of the next period to invoice: the start date until the first "
@@ -134,12 +133,6 @@ class SaleOrder(models.Model):
         for order in self:
             order.subscription_badge = "4_closing" if order.is_closing else order.subscription_state
 
-    @api.depends("start_date", "plan_id")
-    def _compute_next_invoice_date(self):
-        # The first period is invoiced from the start date.
-        for order in self:
-            order.next_invoice_date = order.start_date if order.plan_id else False
-
     # ------------------------------------------------------------------
     # Sale flow
     # ------------------------------------------------------------------
@@ -154,28 +147,30 @@ class SaleOrder(models.Model):
         return error
 
     def _action_confirm(self):
+        """A confirmed subscription starts today (or on the start date given
+        on the quotation): its first period is invoiced from that day."""
         res = super()._action_confirm()
-        subscriptions = self.filtered(lambda o: o.is_subscription and not o.start_date)
-        today_by_id = subscriptions._get_subscription_today()
-        for today in set(today_by_id.values()):
-            subscriptions.filtered(lambda o, day=today: today_by_id[o.id] == day).write(
-                {"start_date": today}
-            )
+        starting = self.filtered(lambda o: o.is_subscription and not o.next_invoice_date)
+        today_by_id = starting._get_subscription_today()
+        starts = defaultdict(list)
+        for order in starting:
+            starts[order.start_date or today_by_id[order.id]].append(order.id)
+        for start, ids in starts.items():
+            self.browse(ids).write({"start_date": start, "next_invoice_date": start})
         return res
 
     def action_draft(self):
-        # A subscription set back to quotation starts again from scratch.
+        # A subscription set back to quotation starts again from scratch,
+        # unless a period of it was invoiced: then its dates are facts.
         subscriptions = self.filtered(lambda o: o.is_subscription and o.state in ("cancel", "sent"))
         res = super().action_draft()
         if subscriptions:
             subscriptions.write(
-                {
-                    "start_date": False,
-                    "end_date": False,
-                    "close_reason_id": False,
-                    "close_mail_to_send": False,
-                }
+                {"end_date": False, "close_reason_id": False, "close_mail_to_send": False}
             )
+            fresh = subscriptions.filtered(lambda o: not o.subscription_invoiced)
+            if fresh:
+                fresh.write({"start_date": False, "next_invoice_date": False, "invoice_due": False})
         return res
 
     # ------------------------------------------------------------------
@@ -250,9 +245,15 @@ class SaleOrder(models.Model):
         current company): in the timezone of the user, or of the order's
         company when the user has none (crons run as a user that may have no
         timezone)."""
+        return fields.Date.context_today(self.with_context(tz=self._subscription_tz()))
+
+    def _subscription_tz(self):
+        """The time zone of "today" for the subscription ``self`` (one order,
+        or none for the current company): the user's, or the order's
+        company's when the user has none (crons run as a user that may have
+        no time zone)."""
         company = self.company_id if len(self) == 1 else self.env.company
-        tz = self.env.user.tz or company.partner_id.tz or "UTC"
-        return fields.Date.context_today(self.with_context(tz=tz))
+        return self.env.user.tz or company.partner_id.tz or "UTC"
 
     def _get_subscription_today(self):
         """``{order_id: today}`` for the orders of ``self``, each in the

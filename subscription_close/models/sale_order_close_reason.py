@@ -179,7 +179,7 @@ class SaleOrderCloseReason(models.Model):
             "subscription_close.sale_subscription_churn_action"
         )
         action["domain"] = [("is_subscription", "=", True), *self._get_churned_domain()]
-        action["context"] = {"create": False, "pivot_measures": ["__count", "recurring_monthly"]}
+        action["context"] = {"create": False, "pivot_measures": ["__count", "churned_mrr"]}
         action["display_name"] = self.env._("Churn: %(reason)s", reason=self.name)
         # The subscriptions first; the graph and pivot are one click away.
         action["views"] = sorted(action["views"], key=lambda view: view[1] != "list")

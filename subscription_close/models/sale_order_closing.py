@@ -1,6 +1,7 @@
 import zlib
 from collections import defaultdict
 from contextlib import contextmanager
+from datetime import timedelta
 
 from dateutil.relativedelta import relativedelta
 from markupsafe import escape
@@ -178,16 +179,23 @@ class SaleOrder(models.Model):
         (closed now when ``state`` is churned, else scheduled). Override to
         write more; orders with equal values are written together."""
         self.ensure_one()
-        return {
+        vals = {
             "subscription_state": state,
             "end_date": end_date,
             "close_reason_id": reason.id,
             "close_mail_to_send": mail,
         }
+        if state == "6_churn" and self.invoice_due:
+            vals["invoice_due"] = False  # a closed subscription has nothing to invoice
+        return vals
 
-    def _action_reopen(self, author=None):
+    def _action_reopen(self, author=None, invoice_gap=False):
         """Put churned subscriptions back in progress, without end date nor
-        close reason. ``author`` as for :meth:`_action_close`."""
+        close reason, and resume their invoicing: from the day of the
+        reopening, or, with ``invoice_gap``, from their next invoice date
+        (the invoicing then catches up one invoice per period missed). A
+        draft prorated credit note of the closing is cancelled (the chatter
+        names it). ``author`` as for :meth:`_action_close`."""
         if not self:
             return True
         self.check_access("write")
@@ -202,14 +210,42 @@ class SaleOrder(models.Model):
                     ),
                 )
             )
+        credit_notes = self._cancel_draft_credit_notes()
+        for chunk in self._subscription_chunks():
+            today_by_id = chunk._get_subscription_today()
+            vals_by_id, body_by_id = {}, {}
+            for order in chunk:
+                vals_by_id[order.id] = order._prepare_reopen_values(
+                    today_by_id[order.id], invoice_gap
+                )
+                body_by_id[order.id] = order._get_subscription_log_message(
+                    "reopened",
+                    author=author,
+                    credit_notes=credit_notes.filtered(
+                        lambda move, order=order: move.subscription_id == order
+                    ),
+                )
+            chunk._subscription_write(vals_by_id, body_by_id, author=author)
+        return True
+
+    def _prepare_reopen_values(self, today, invoice_gap=False):
+        """The values that reopen the churned subscription ``self`` on
+        ``today``: in progress, without end nor reason; a next invoice date
+        in the past moves to today unless the missed periods are invoiced
+        (``invoice_gap``)."""
+        self.ensure_one()
         vals = {
             "subscription_state": "3_progress",
             "end_date": False,
             "close_reason_id": False,
             "close_mail_to_send": False,
         }
-        self._subscription_apply("reopened", vals, author=author)
-        return True
+        next_date = self.next_invoice_date
+        if next_date:
+            if next_date < today and not invoice_gap:
+                next_date = today
+            vals.update(self._prepare_next_invoice_values(next_date, today))
+        return vals
 
     def _action_cancel_close(self, author=None):
         """Cancel the scheduled closing of the subscriptions of ``self``: they
@@ -258,25 +294,36 @@ class SaleOrder(models.Model):
         return "kept"
 
     def _get_subscription_log_message(
-        self, event, author=None, reason=None, end_date=None, retention_shown=False, note=None
+        self,
+        event,
+        author=None,
+        reason=None,
+        end_date=None,
+        retention_shown=False,
+        note=None,
+        invoice=None,
+        period=None,
+        credit_notes=None,
     ):
-        """The chatter text logged on the order ``self`` for ``event``:
-        ``closed``, ``expired`` (closed by the scheduled action on its end
-        date), ``close_scheduled``, ``reopened`` or ``close_cancelled``; and
-        ``paused``, ``resumed``, ``pause_ended`` (see ``sale_order_pause``).
-        ``end_date`` is the date of the event (end, resume date), ``note`` a
-        free text given with the change (the reason of a pause).
+        """The chatter text logged on the order ``self`` for ``event``, the
+        one place of every subscription message:
+
+        - closing: ``closed``, ``expired`` (closed by the scheduled action on
+          its end date), ``close_scheduled``, ``close_cancelled``,
+          ``reopened`` (with the draft ``credit_notes`` it cancelled);
+        - pause: ``paused`` (``end_date`` is the resume date, ``note`` the
+          reason), ``resumed``, ``pause_ended`` (``end_date`` is the day it
+          resumes);
+        - invoicing: ``invoiced`` (``invoice`` bills ``period``, a
+          ``(start, end)`` pair; no invoice when there was nothing to bill).
+
         Override to change or add to the text (it is called for each order of
         a batch: read what it needs from ``self``, which prefetches for the
         whole batch); the tracked values are shown below it."""
         self.ensure_one()
         name = (author or self.env.user.partner_id).name
         if event == "closed":
-            body = self.env._(
-                "Subscription closed by %(name)s. Close Reason: %(reason)s",
-                name=name,
-                reason=reason.name,
-            )
+            body = self._get_closed_log_message(name, reason)
         elif event == "expired":
             body = self.env._(
                 "Subscription closed on its end date. Close Reason: %(reason)s",
@@ -292,17 +339,96 @@ class SaleOrder(models.Model):
             )
         elif event == "reopened":
             body = self.env._("Subscription reopened by %(name)s.", name=name)
+            if credit_notes:
+                body = self.env._(
+                    "%(message)s The draft credit note of its closing is cancelled: "
+                    "%(credit_notes)s",
+                    message=body,
+                    credit_notes=", ".join(credit_notes.mapped("display_name")),
+                )
         elif event == "close_cancelled":
             body = self.env._(
                 "Subscription kept by %(name)s: the scheduled closing is cancelled and the "
                 "subscription goes on.",
                 name=name,
             )
+        elif event == "paused":
+            body = self._get_paused_log_message(name, end_date, note)
+        elif event in ("resumed", "pause_ended"):
+            body = self._get_resumed_log_message(event, name, end_date)
+        elif event == "invoiced":
+            label = self._get_subscription_period_label(*period)
+            if invoice:
+                body = self.env._(
+                    "Period %(period)s invoiced: %(invoice)s",
+                    period=label,
+                    invoice=invoice._get_html_link(),
+                )
+            else:
+                body = self.env._("Period %(period)s: nothing to invoice.", period=label)
         else:
             body = ""
         if retention_shown:
             body = self.env._(
                 "%(message)s (a retention offer was shown before closing)", message=body
+            )
+        return body
+
+    def _get_closed_log_message(self, name, reason):
+        """A closing for an unpaid invoice names the invoice."""
+        unpaid_reason_id = self.env["ir.model.data"]._xmlid_to_res_id(
+            "subscription_close.close_reason_unpaid", raise_if_not_found=False
+        )
+        invoice = reason.id == unpaid_reason_id and self._get_overdue_invoices()[:1]
+        if invoice:
+            return self.env._(
+                "Subscription closed: the invoice %(invoice)s, due on %(date)s, is still "
+                "unpaid. Close Reason: %(reason)s",
+                invoice=invoice.name,
+                date=format_date(self.env, invoice.invoice_date_due),
+                reason=reason.name,
+            )
+        return self.env._(
+            "Subscription closed by %(name)s. Close Reason: %(reason)s",
+            name=name,
+            reason=reason.name,
+        )
+
+    def _get_paused_log_message(self, name, resume_date, note):
+        if resume_date:
+            body = self.env._(
+                "Subscription paused by %(name)s until %(date)s: nothing is invoiced until then.",
+                name=name,
+                date=format_date(self.env, resume_date),
+            )
+        else:
+            body = self.env._(
+                "Subscription paused by %(name)s until it is resumed by hand: nothing is "
+                "invoiced until then.",
+                name=name,
+            )
+        if note:
+            body = self.env._("%(message)s Reason: %(reason)s", message=body, reason=note)
+        return body
+
+    def _get_resumed_log_message(self, event, name, resume_day):
+        days = self._get_paused_days(resume_day)
+        if event == "resumed":
+            body = self.env._(
+                "Subscription resumed by %(name)s after %(days)s days of pause.",
+                name=name,
+                days=days,
+            )
+        else:
+            body = self.env._(
+                "Subscription resumed on its resume date after %(days)s days of pause.",
+                days=days,
+            )
+        if days and self.next_invoice_date:
+            body = self.env._(
+                "%(message)s The next invoice moves by as much, to %(date)s.",
+                message=body,
+                date=format_date(self.env, self.next_invoice_date + timedelta(days=days)),
             )
         return body
 
@@ -518,15 +644,6 @@ class SaleOrder(models.Model):
         self.env["sale.order.line"].invalidate_model()
         self.env["mail.message"].invalidate_model()
         self.env["mail.tracking.value"].invalidate_model()
-
-    def _subscription_apply(self, event, vals, author=None):
-        """Write ``vals`` on every order of ``self`` and log ``event``, by
-        chunks (reopen, cancel closing, and the like)."""
-        for chunk in self._subscription_chunks():
-            body_by_id = chunk._subscription_log_bodies(
-                dict.fromkeys(chunk.ids, (event, None)), author=author
-            )
-            chunk._subscription_write(dict.fromkeys(chunk.ids, vals), body_by_id, author=author)
 
     def _subscription_log_bodies(self, event_by_id, **kwargs):
         """``{order_id: body}`` from ``event_by_id`` (``{order_id: (event,

@@ -2,7 +2,6 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from markupsafe import Markup
 from psycopg2 import IntegrityError
 from psycopg2.errors import DeadlockDetected, LockNotAvailable, SerializationFailure
 
@@ -10,6 +9,8 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.fields import Command, Domain
 from odoo.tools import format_date, split_every
+
+from .sale_order_closing import REFUSALS_SHOWN
 
 _logger = logging.getLogger(__name__)
 
@@ -28,11 +29,21 @@ PERIOD_DATE_FORMAT = "d MMM y"
 class SaleOrder(models.Model):
     """Recurring invoicing of subscriptions, and closing what is not paid.
 
-    Each period of an In Progress subscription is invoiced once, from its
-    recurring lines, by :meth:`_create_recurring_invoices` (the daily
-    scheduled action and the order's Create Invoice button both end there),
-    which then moves the next invoice date one billing period forward. A
-    subscription whose invoice stays unpaid too long is closed by
+    Each period of an In Progress subscription is invoiced once, through
+    sale's own invoicing (:meth:`_create_invoices`: sale's invoiceable lines,
+    line preparation and ``_create_account_invoices``), so sections, notes,
+    combos, analytic distribution and labels come as for any sales order.
+    While a period is due (``invoice_due``) the recurring lines are to
+    invoice for sale (Orders to Invoice, Create Invoice); the invoice bills
+    it, carries its period in its own fields and in each recurring line's
+    label, and moves the next invoice date one billing period forward. The
+    daily scheduled action (:meth:`_cron_create_recurring_invoices`) invoices
+    every due period and posts it when the plan says so; sale's *Create
+    Invoice* leaves a draft, as for any order. Invoices are dated when they
+    are issued, never at the start of a past period: due dates, reminders and
+    Automatic Closing count from the day the customer is billed.
+
+    A subscription whose invoice stays unpaid too long is closed by
     :meth:`_cron_close_unpaid` with the protected "Unpaid invoice" reason.
     """
 
@@ -44,6 +55,21 @@ class SaleOrder(models.Model):
         string="Subscription Invoices",
         readonly=True,
         copy=False,
+    )
+    subscription_invoiced = fields.Boolean(
+        string="Period Invoiced",
+        compute="_compute_subscription_invoiced",
+        help="A period of the subscription is invoiced: its start date, its plan and the "
+        "periods already billed can no longer change.",
+    )
+    invoice_due = fields.Boolean(
+        string="Period Due",
+        readonly=True,
+        copy=False,
+        help="The period starting on the next invoice date has begun and is not invoiced yet: "
+        "the recurring lines are to invoice. Set when the period begins (at confirmation, "
+        "when the invoicing takes the subscription or could not invoice it), cleared once it "
+        "is invoiced.",
     )
     invoice_to_check = fields.Boolean(
         string="Invoicing to Check",
@@ -77,6 +103,15 @@ class SaleOrder(models.Model):
         help="Monthly recurring revenue lost with the closing, in the company currency, as it "
         "was when the subscription closed.",
     )
+
+    @api.depends(
+        "subscription_invoice_ids.state",
+        "subscription_invoice_ids.move_type",
+        "subscription_invoice_ids.subscription_period_start",
+    )
+    def _compute_subscription_invoiced(self):
+        for order in self:
+            order.subscription_invoiced = bool(order._get_billed_invoices())
 
     @api.depends("order_line.price_total", "order_line.product_id.recurring_invoice")
     def _compute_next_invoice_amount(self):
@@ -134,11 +169,32 @@ class SaleOrder(models.Model):
     # ------------------------------------------------------------------
 
     def _get_recurring_lines(self):
-        """The lines billed every period: subscription products."""
+        """The lines billed every period: subscription products (and the
+        items of a subscription combo). The one definition of a recurring
+        line: the MRR, the recurring invoice and the portal's next amount all
+        use it."""
         self.ensure_one()
         return self.order_line.filtered(
-            lambda line: not line.display_type and line.product_id.recurring_invoice
+            lambda line: (
+                not line.display_type
+                and (
+                    line.product_id.recurring_invoice
+                    or (line.combo_item_id and line.linked_line_id.product_id.recurring_invoice)
+                )
+            )
         )
+
+    def _get_billed_invoices(self):
+        """The customer invoices (not cancelled) that bill a period of the
+        subscription ``self``, oldest period first."""
+        self.ensure_one()
+        return self.subscription_invoice_ids.filtered(
+            lambda move: (
+                move.move_type == "out_invoice"
+                and move.state != "cancel"
+                and move.subscription_period_start
+            )
+        ).sorted("subscription_period_start")
 
     def _get_next_period_start(self, period_start):
         """The day after the billing period of ``self`` starting on
@@ -154,6 +210,24 @@ class SaleOrder(models.Model):
                 anchor_day = start.day
         return self.plan_id._next_period_start(period_start, anchor_day)
 
+    def _get_invoice_period(self):
+        """``(first day, last day)`` of the period of ``self`` that starts on
+        its next invoice date: the one its next invoice bills."""
+        self.ensure_one()
+        start = self.next_invoice_date
+        return start, self._get_next_period_start(start) - timedelta(days=1)
+
+    def _get_current_period_day(self):
+        """A day of the current period of ``self``, the one sale's figures
+        speak of: the next invoice date while that period is due, else the
+        last day of the period billed last (``False`` before the start)."""
+        self.ensure_one()
+        if not self.next_invoice_date:
+            return False
+        if self.invoice_due:
+            return self.next_invoice_date
+        return self.next_invoice_date - timedelta(days=1)
+
     def _get_subscription_period_label(self, period_start, period_end):
         """ "1 Dec 2026 – 31 Dec 2026", in the language of the context."""
         start = format_date(self.env, period_start, date_format=PERIOD_DATE_FORMAT)
@@ -166,59 +240,190 @@ class SaleOrder(models.Model):
         come, and no closing is scheduled before it."""
         self.ensure_one()
         today = today or self._subscription_today()
-        return bool(
-            self.subscription_state == "3_progress"
-            and self.plan_id
-            and self.next_invoice_date
-            and self.next_invoice_date <= today
-            and (not self.end_date or self.next_invoice_date <= self.end_date)
+        return self._is_period_due(
+            self.next_invoice_date, today, self.subscription_state, self.end_date
         )
 
+    @api.model
+    def _is_period_due(self, next_invoice_date, today, state, end_date):
+        return bool(
+            state == "3_progress"
+            and next_invoice_date
+            and next_invoice_date <= today
+            and (not end_date or next_invoice_date <= end_date)
+        )
+
+    def _prepare_next_invoice_values(self, next_date, today):
+        """The values that make ``next_date`` the next invoice date of the
+        subscription ``self``, back in progress on ``today`` (reopened,
+        resumed): only what changes, so that an unchanged date recomputes
+        nothing of sale's figures."""
+        self.ensure_one()
+        due = self._is_period_due(next_date, today, "3_progress", False)
+        vals = {}
+        if next_date != self.next_invoice_date:
+            vals.update(next_invoice_date=next_date, invoice_due=due)
+        elif due != self.invoice_due:
+            vals["invoice_due"] = due
+        return vals
+
+    def _subscription_open_due_periods(self, today_by_id=None):
+        """Mark due the periods of ``self`` that have begun (their recurring
+        lines become to invoice for sale): before invoicing them, when the
+        invoicing ran late, the subscription was confirmed back-dated..."""
+        today_by_id = today_by_id or self._get_subscription_today()
+        opening = self.filtered(
+            lambda order: not order.invoice_due and order._is_invoice_due(today_by_id[order.id])
+        )
+        if opening:
+            opening.write({"invoice_due": True})
+
     # ------------------------------------------------------------------
-    # Invoicing
+    # Periods are facts
     # ------------------------------------------------------------------
 
+    def write(self, vals):
+        """Once a period is invoiced, the start date, the plan and the
+        periods billed are facts: refused through the ORM too. Until then the
+        next invoice date follows the start date. Whether the period of the
+        next invoice date is due is set whenever that date is written."""
+        if not self or not vals.keys() & {"start_date", "plan_id", "next_invoice_date"}:
+            return super().write(vals)
+        self._check_billed_periods(vals)
+        groups = self._subscription_date_values(vals)
+        for ids, group_vals in groups.items():
+            super(SaleOrder, self.browse(ids)).write(group_vals)
+        return True
+
+    def _check_billed_periods(self, vals):
+        """Raise a ``UserError`` if ``vals`` would move the periods already
+        invoiced of a subscription of ``self``."""
+        refusals = {}
+        for order in self.filtered("is_subscription"):
+            billed = order._get_billed_invoices()
+            if not billed:
+                continue
+            if "start_date" in vals and fields.Date.to_date(vals["start_date"]) != order.start_date:
+                refusals[order] = self.env._("the start date")
+            elif "plan_id" in vals and (vals["plan_id"] or False) != order.plan_id.id:
+                refusals[order] = self.env._("the recurring plan")
+            elif "next_invoice_date" in vals:
+                next_date = fields.Date.to_date(vals["next_invoice_date"])
+                last_billed = max(billed.mapped("subscription_period_end"))
+                if not next_date or next_date <= last_billed:
+                    refusals[order] = self.env._(
+                        "the next invoice date, before the end of the periods already "
+                        "invoiced (%(date)s)",
+                        date=format_date(self.env, last_billed),
+                    )
+        if refusals:
+            raise UserError(
+                self.env._(
+                    "A period of these subscriptions is invoiced: what it billed can no longer "
+                    "change. Cancel its invoice first, or close the subscription and make a new "
+                    "one. Nothing was changed because of:\n%(orders)s",
+                    orders=self._subscription_refusal_list(refusals),
+                )
+            )
+
+    def _subscription_date_values(self, vals):
+        """``{ids: vals}``: ``vals`` for each group of orders of ``self``,
+        with what follows from it: the next invoice date of a subscription
+        not invoiced yet follows its start date, and ``invoice_due`` follows
+        the next invoice date."""
+        today_by_id = self._get_subscription_today()
+        groups = defaultdict(list)  # {derived values: ids}
+        for order in self:
+            derived = {}
+            next_date = vals.get("next_invoice_date")
+            if (
+                "start_date" in vals
+                and "next_invoice_date" not in vals
+                and order.is_subscription
+                and order.next_invoice_date
+                and not order._get_billed_invoices()
+            ):
+                next_date = derived["next_invoice_date"] = fields.Date.to_date(vals["start_date"])
+            if ("next_invoice_date" in vals or derived) and "invoice_due" not in vals:
+                derived["invoice_due"] = self._is_period_due(
+                    fields.Date.to_date(next_date),
+                    today_by_id[order.id],
+                    vals.get("subscription_state", order.subscription_state),
+                    fields.Date.to_date(vals.get("end_date", order.end_date)),
+                )
+            groups[tuple(sorted(derived.items()))].append(order.id)
+        return {tuple(ids): {**vals, **dict(derived)} for derived, ids in groups.items()}
+
+    # ------------------------------------------------------------------
+    # Invoicing, through sale
+    # ------------------------------------------------------------------
+
+    def _get_invoice_refusals(self):
+        """``{order: why}`` for the subscriptions of ``self`` that cannot be
+        invoiced now."""
+        refusals = {}
+        for order in self:
+            if order.subscription_state == "4_paused":
+                refusals[order] = self.env._(
+                    "nothing is invoiced while it is paused (since %(date)s): resume it first",
+                    date=format_date(self.env, order.pause_start_date),
+                )
+            elif order.subscription_state != "3_progress":
+                refusals[order] = self.env._("only subscriptions in progress are invoiced")
+        return refusals
+
     def _create_invoices(self, grouped=False, final=False, date=None):
-        """The order's Create Invoice on a subscription invoices its current
-        period (through :meth:`_create_recurring_invoices`), never the whole
-        order again; other orders are invoiced as usual."""
+        """Sale's invoicing of subscriptions bills their due period: one
+        invoice per subscription (never grouped with other orders, its period
+        is its own), from sale's invoiceable lines (the recurring lines of a
+        due period, the one-off lines still to invoice, sections and notes),
+        then the next invoice date moves one period forward. The invoices are
+        left as sale leaves them, in draft: the scheduled action posts those
+        of the plans that say so. Other orders are invoiced as usual."""
         subscriptions = self.filtered(
             lambda order: order.is_subscription and order.subscription_state
         )
-        not_running = subscriptions.filtered(lambda order: order.subscription_state != "3_progress")
-        if not_running:
+        if not subscriptions:
+            return super()._create_invoices(grouped=grouped, final=final, date=date)
+        refusals = subscriptions._get_invoice_refusals()
+        if refusals:
             raise UserError(
                 self.env._(
-                    "Only subscriptions in progress are invoiced: %(orders)s",
-                    orders=", ".join(not_running[:20].mapped("display_name")),
+                    "These subscriptions cannot be invoiced now:\n%(orders)s",
+                    orders=self._subscription_refusal_list(refusals),
                 )
             )
-        moves = self.env["account.move"]
-        if subscriptions:
-            today_by_id = subscriptions._get_subscription_today()
-            not_due = subscriptions.filtered(
-                lambda order, today_by_id=today_by_id: (
-                    not order._is_invoice_due(today_by_id[order.id])
+        subscriptions.lock_for_update(allow_referencing=True)
+        subscriptions._subscription_open_due_periods()
+        nothing = subscriptions.filtered(
+            lambda order: (
+                not order.invoice_due and not any(line.qty_to_invoice for line in order.order_line)
+            )
+        )
+        if nothing:
+            raise UserError(
+                self.env._(
+                    "Nothing to invoice yet on these subscriptions: the current period is "
+                    "already invoiced, or the subscription closes before the next one.\n"
+                    "%(orders)s",
+                    orders="\n".join(
+                        self.env._(
+                            "- %(order)s: next invoice on %(date)s",
+                            order=order.display_name,
+                            date=format_date(self.env, order.next_invoice_date),
+                        )
+                        for order in nothing[:REFUSALS_SHOWN]
+                    ),
                 )
             )
-            if not_due:
-                raise UserError(
-                    self.env._(
-                        "Nothing to invoice yet on these subscriptions: the current period is "
-                        "already invoiced, or the subscription closes before the next one.\n"
-                        "%(orders)s",
-                        orders="\n".join(
-                            self.env._(
-                                "- %(order)s: next invoice on %(date)s",
-                                order=order.display_name,
-                                date=format_date(self.env, order.next_invoice_date),
-                            )
-                            for order in not_due[:20]
-                        ),
-                    )
-                )
-            subscriptions.lock_for_update(allow_referencing=True)
-            moves = subscriptions._create_recurring_invoices()
+        periods = {
+            order.id: order._get_invoice_period() for order in subscriptions if order.invoice_due
+        }
+        subscriptions.browse(periods)._check_periods_not_billed(periods)
+        moves = super(SaleOrder, subscriptions)._create_invoices(
+            grouped=True, final=final, date=date
+        )
+        subscriptions.browse(periods)._subscription_periods_invoiced(moves, periods)
         others = self - subscriptions
         if others:
             moves |= super(SaleOrder, others)._create_invoices(
@@ -226,114 +431,129 @@ class SaleOrder(models.Model):
             )
         return moves
 
-    def _prepare_subscription_invoice(self, period_start, period_end):
-        """Values of the invoice of the period ``period_start`` -
-        ``period_end`` of the subscription ``self``, dated from the first day
-        of the period (invoiced in advance): its recurring lines at the
-        order's prices and taxes, each labelled with the period, and the
-        one-off lines not invoiced yet (e.g. a setup fee, on the first
-        invoice)."""
-        self.ensure_one()
-        order = self.with_company(self.company_id)
-        if order.partner_invoice_id.lang:
-            order = order.with_context(lang=order.partner_invoice_id.lang)
-        values = order._prepare_invoice()
-        label = order._get_subscription_period_label(period_start, period_end)
-        lines = []
-        for sequence, line in enumerate(order.order_line.sorted("sequence"), start=1):
-            if line.display_type:
-                continue
-            if line.product_id.recurring_invoice:
-                lines.append(
-                    line._prepare_invoice_line(
-                        sequence=sequence,
-                        quantity=line.product_uom_qty,
-                        name=f"{line.name}\n{label}",
-                    )
-                )
-            elif line.qty_to_invoice > 0:
-                lines.append(line._prepare_invoice_line(sequence=sequence))
-        values.update(
-            {
-                "invoice_date": period_start,
-                "subscription_id": self.id,
-                "subscription_period_start": period_start,
-                "subscription_period_end": period_end,
-                "invoice_line_ids": [Command.create(line) for line in lines],
-            }
-        )
+    def _prepare_invoice(self):
+        """An invoice of a subscription belongs to it; the one that bills
+        its due period carries that period. It is dated when it is issued
+        (left empty here, as sale does: set when it is posted)."""
+        values = super()._prepare_invoice()
+        if self.is_subscription and self.subscription_state:
+            values["subscription_id"] = self.id
+            if self.invoice_due:
+                period_start, period_end = self._get_invoice_period()
+                values["subscription_period_start"] = period_start
+                values["subscription_period_end"] = period_end
+            if self.env.context.get("subscription_issue_date"):
+                # Issued now by the scheduled action, which posts it.
+                values["invoice_date"] = self._subscription_today()
         return values
 
+    def _check_periods_not_billed(self, periods):
+        """Refuse to bill ``periods`` (``{order_id: (start, end)}``) that
+        overlap a period already invoiced (an invoice not cancelled): the
+        check the database makes too, with a message that names the invoice.
+        Called under the subscriptions' lock."""
+        billed = self.env["account.move"].search(
+            [
+                ("subscription_id", "in", list(periods)),
+                ("move_type", "=", "out_invoice"),
+                ("state", "!=", "cancel"),
+                ("subscription_period_start", "!=", False),
+                ("subscription_period_start", "<=", max(end for _start, end in periods.values())),
+                ("subscription_period_end", ">=", min(start for start, _end in periods.values())),
+            ]
+        )
+        refusals = {}
+        for move in billed:
+            start, end = periods[move.subscription_id.id]
+            if move.subscription_period_start <= end and move.subscription_period_end >= start:
+                refusals[move.subscription_id] = self.env._(
+                    "%(period)s is already billed by %(invoice)s",
+                    period=move.subscription_id._get_subscription_period_label(start, end),
+                    invoice=move.name or move.display_name,
+                )
+        if refusals:
+            raise UserError(
+                self.env._(
+                    "A period is never invoiced twice. Nothing was invoiced because of:\n"
+                    "%(orders)s",
+                    orders=self._subscription_refusal_list(refusals),
+                )
+            )
+
+    def _subscription_periods_invoiced(self, moves, periods):
+        """Move the next invoice date of the subscriptions of ``self`` past
+        the period ``periods[order.id]`` their invoice among ``moves`` bills,
+        with one chatter message each."""
+        invoice_by_order = {
+            move.subscription_id.id: move for move in moves if move.subscription_period_start
+        }
+        vals_by_id, body_by_id = {}, {}
+        for order in self:
+            period_start, period_end = periods[order.id]
+            invoice = invoice_by_order.get(order.id)
+            vals_by_id[order.id] = {
+                "next_invoice_date": period_end + timedelta(days=1),
+                "invoice_to_check": False,
+            }
+            body_by_id[order.id] = order._get_subscription_log_message(
+                "invoiced", end_date=period_end, invoice=invoice, period=(period_start, period_end)
+            )
+        self._subscription_write(vals_by_id, body_by_id)
+
     def _create_recurring_invoices(self):
-        """Invoice the period starting on the next invoice date of each
-        subscription of ``self`` and move that date one billing period
-        forward: one invoice per subscription and period, created in one
-        ``create``, posted in one ``action_post`` where the plan says so, and
-        one chatter message per subscription. The caller checks the
-        subscriptions are due and holds their lock. Returns the invoices."""
+        """Invoice the due period of each subscription of ``self`` (the
+        scheduled action's batch, locked by the caller): through sale's
+        invoicing (:meth:`_create_invoices`), then, for the plans that say
+        so, dated today and posted by the job's user, and queued to be
+        emailed. Returns the invoices."""
         if not self:
             return self.env["account.move"]
-        vals_list, next_dates, periods = [], {}, {}
-        for order in self:
-            period_start = order.next_invoice_date
-            next_start = order._get_next_period_start(period_start)
-            period_end = next_start - timedelta(days=1)
-            periods[order.id] = (period_start, period_end)
-            next_dates[order.id] = next_start
-            vals = order._prepare_subscription_invoice(period_start, period_end)
-            if vals["invoice_line_ids"]:
-                vals_list.append(vals)
-        # The unique index on the periods must see the invoices cancelled
-        # earlier in the transaction; as Odoo's sale does, a salesperson
-        # invoices without invoicing rights.
-        self.env["account.move"].flush_model(["state"])
-        moves = (
-            self.env["account.move"]
-            .sudo()
-            .with_context(default_move_type="out_invoice")
-            .create(vals_list)
-        )
-        to_post = moves.filtered(lambda move: move.subscription_id.plan_id.auto_post_invoices)
+        may_post = self._subscription_may_post()
+        posting = self.filtered(lambda order: order.plan_id.auto_post_invoices)
+        if posting and not may_post:
+            self._subscription_log_not_posted(posting)
+            posting = self.browse()
+        # The invoices to post are dated today, the day they are issued.
+        # Each gets sale's message naming its order: the "Invoice Created"
+        # message of each new invoice is not logged on top of it.
+        moves = self.env["account.move"]
+        for orders, issue_date in ((posting, True), (self - posting, False)):
+            if orders:
+                moves |= orders.with_context(
+                    subscription_issue_date=issue_date, mail_create_nolog=True
+                )._create_invoices(grouped=True)
+        to_post = moves.filtered(lambda move: move.subscription_id in posting)
         if to_post:
+            # Posted as the job's user, never in sudo: sale creates them in
+            # sudo for salespeople, who may not post journal entries.
+            to_post = to_post.with_env(self.env)
             to_post.action_post()
             to_mail = to_post.filtered(lambda move: move.subscription_id.plan_id.send_invoice_mail)
             if to_mail:
                 to_mail.write({"subscription_mail_to_send": "invoice"})
                 self.env.ref("subscription_close.ir_cron_send_subscription_mails")._trigger()
-        invoice_by_order = {move.subscription_id.id: move for move in moves}
-        moves._message_log_batch(
-            bodies={
-                move.id: self.env._(
-                    "Period %(period)s of the subscription %(subscription)s.",
-                    period=move.subscription_id._get_subscription_period_label(
-                        move.subscription_period_start, move.subscription_period_end
-                    ),
-                    subscription=move.subscription_id._get_html_link(),
-                )
-                for move in moves
-            }
-        )
-        body_by_id = {}
-        for order in self:
-            invoice = invoice_by_order.get(order.id)
-            label = order._get_subscription_period_label(*periods[order.id])
-            body_by_id[order.id] = (
-                self.env._(
-                    "Period %(period)s invoiced: %(invoice)s",
-                    period=label,
-                    invoice=invoice._get_html_link(),
-                )
-                if invoice
-                else self.env._("Period %(period)s: nothing to invoice.", period=label)
-            )
-        self._subscription_write(
-            {
-                order.id: {"next_invoice_date": next_dates[order.id], "invoice_to_check": False}
-                for order in self
-            },
-            body_by_id,
-        )
         return moves
+
+    def _subscription_may_post(self):
+        """Whether the current user (the scheduled action's) may post
+        invoices: only users with billing rights post journal entries."""
+        return self.env.su or self.env.user.has_group("account.group_account_invoice")
+
+    def _subscription_log_not_posted(self, orders):
+        _logger.info(
+            "Recurring invoices of %s left in draft: %s may not post invoices.",
+            orders.ids,
+            self.env.user.login,
+        )
+        for order in orders:
+            order.message_post(
+                body=self.env._(
+                    "The invoice of this period is left in draft: %(user)s, who runs the "
+                    "invoicing, may not post invoices.",
+                    user=self.env.user.name,
+                ),
+                subtype_xmlid="mail.mt_note",
+            )
 
     def _create_recurring_invoices_safely(self):
         """:meth:`_create_recurring_invoices` that does not let one
@@ -369,7 +589,8 @@ class SaleOrder(models.Model):
             )
         else:
             message = error.args[0] if error.args else str(error)
-        self.write({"invoice_to_check": True})
+        # The period stays due (to invoice for sale) until it is invoiced.
+        self.write({"invoice_to_check": True, "invoice_due": self._is_invoice_due()})
         self.message_post(
             body=self.env._(
                 "The period starting on %(date)s could not be invoiced: %(error)s "
@@ -488,32 +709,6 @@ class SaleOrder(models.Model):
     # Closing and billing together
     # ------------------------------------------------------------------
 
-    def _subscription_refresh_qty_to_invoice(self):
-        """Recompute the quantity to invoice of the recurring lines of the
-        subscriptions of ``self`` whose due state no longer matches it (e.g.
-        closed while a period was due, reopened on a due date)."""
-        today_by_id = self._get_subscription_today()
-        # By chunks, each released from the cache with its lines: memory
-        # stays bounded by a chunk, whatever the selection.
-        for chunk in self._subscription_chunks():
-            lines = self.env["sale.order.line"]
-            for order in chunk:
-                due = order.state == "sale" and order._is_invoice_due(today_by_id[order.id])
-                for line in order._get_recurring_lines():
-                    if line.qty_to_invoice != (line.product_uom_qty if due else 0.0):
-                        lines |= line
-            if lines:
-                self.env.add_to_compute(lines._fields["qty_to_invoice"], lines)
-                lines.modified(["qty_to_invoice"])  # and their invoice status
-            if len(self) > len(chunk):
-                self.env.flush_all()
-                chunk.order_line.invalidate_recordset()
-
-    def _action_cancel_close(self, author=None):
-        res = super()._action_cancel_close(author=author)
-        self._subscription_refresh_qty_to_invoice()
-        return res
-
     def _action_close(self, reason, end_dates, author=None, retention_shown=False):
         """Closing now a subscription whose plan says so prepares a draft
         credit note for the unused days of the period already invoiced."""
@@ -522,7 +717,6 @@ class SaleOrder(models.Model):
         res = super()._action_close(
             reason, end_dates, author=author, retention_shown=retention_shown
         )
-        self._subscription_refresh_qty_to_invoice()
         # Big selections left the cache by chunks: only the fields used here
         # are read again.
         orders = self._subscription_prefetch(["plan_id", "subscription_state", "company_id"])
@@ -536,6 +730,22 @@ class SaleOrder(models.Model):
         if closed_now:
             closed_now.with_env(self.env)._create_prorated_credit_notes(unused_starts)
         return res
+
+    def _cancel_draft_credit_notes(self):
+        """Cancel the draft prorated credit notes of the subscriptions of
+        ``self`` (reopened: the days they credit are used after all) and
+        return them. Posted ones are left to the accountant."""
+        credit_notes = self.env["account.move"].search(
+            [
+                ("subscription_id", "in", self.ids),
+                ("move_type", "=", "out_refund"),
+                ("state", "=", "draft"),
+                ("reversed_entry_id", "!=", False),
+            ]
+        )
+        if credit_notes:
+            credit_notes.button_cancel()
+        return credit_notes
 
     def _get_unused_start_dates(self, end_dates):
         """``{order_id: date}``: the first day the subscriptions of ``self``
@@ -638,52 +848,6 @@ class SaleOrder(models.Model):
         )
         return credit_notes
 
-    def _action_reopen(self, author=None, invoice_gap=False):
-        """Reopening resumes the invoicing from the day of the reopening:
-        the periods while the subscription was closed are not invoiced,
-        unless ``invoice_gap`` (then the next invoice date stays, and the
-        invoicing catches up one invoice per missed period)."""
-        res = super()._action_reopen(author=author)
-        if not invoice_gap:
-            today_by_id = self._get_subscription_today()
-            late = self.filtered(
-                lambda order: (
-                    order.next_invoice_date and order.next_invoice_date < today_by_id[order.id]
-                )
-            )
-            for today in {today_by_id[order.id] for order in late}:
-                late.filtered(lambda order, day=today: today_by_id[order.id] == day).write(
-                    {"next_invoice_date": today}
-                )
-        self._subscription_refresh_qty_to_invoice()
-        return res
-
-    def _get_subscription_log_message(
-        self, event, author=None, reason=None, end_date=None, retention_shown=False, note=None
-    ):
-        body = super()._get_subscription_log_message(
-            event,
-            author=author,
-            reason=reason,
-            end_date=end_date,
-            retention_shown=retention_shown,
-            note=note,
-        )
-        unpaid_reason_id = self.env["ir.model.data"]._xmlid_to_res_id(
-            "subscription_close.close_reason_unpaid", raise_if_not_found=False
-        )
-        if event in ("closed", "expired") and reason and reason.id == unpaid_reason_id:
-            invoice = self._get_overdue_invoices()[:1]
-            if invoice:
-                body = self.env._(
-                    "Subscription closed: the invoice %(invoice)s, due on %(date)s, is still "
-                    "unpaid. Close Reason: %(reason)s",
-                    invoice=invoice.name,
-                    date=format_date(self.env, invoice.invoice_date_due),
-                    reason=reason.name,
-                )
-        return body
-
     # ------------------------------------------------------------------
     # Unpaid invoices
     # ------------------------------------------------------------------
@@ -777,89 +941,3 @@ class SaleOrder(models.Model):
                 {"subscription_mail_to_send": "overdue", "subscription_reminder_sent": True}
             )
             self.env.ref("subscription_close.ir_cron_send_subscription_mails")._trigger()
-
-
-class SaleOrderLine(models.Model):
-    _inherit = "sale.order.line"
-
-    @api.depends("order_id.next_invoice_date")
-    def _compute_qty_to_invoice(self):
-        """The recurring lines of a subscription are to invoice while its
-        current period is not invoiced (and never once it is closed).
-
-        It is recomputed when the next invoice date moves; the closing
-        methods refresh the few lines whose subscription changed from due to
-        not due or back (:meth:`SaleOrder._subscription_refresh_qty_to_invoice`),
-        so that closing thousands of subscriptions whose period is invoiced
-        does not recompute the invoice status of every order."""
-        res = super()._compute_qty_to_invoice()
-        due_by_order = defaultdict(bool)
-        for line in self:
-            order = line.order_id
-            if not (order.is_subscription and line.product_id.recurring_invoice):
-                continue
-            if order.id not in due_by_order:
-                due_by_order[order.id] = line.state == "sale" and order._is_invoice_due()
-            line.qty_to_invoice = line.product_uom_qty if due_by_order[order.id] else 0.0
-        return res
-
-
-class AccountMoveSubscription(models.Model):
-    _inherit = "account.move"  # pylint: disable=consider-merging-classes-inherited
-
-    @api.model
-    def _cron_send_subscription_mails(self, batch_size=50):
-        """Send the queued emails of subscription invoices (the invoice, or a
-        reminder once it is overdue), in batches committed with the cron
-        progress."""
-        templates = {
-            "invoice": self.env.ref("subscription_close.mail_template_subscription_invoice"),
-            "overdue": self.env.ref("subscription_close.mail_template_subscription_overdue"),
-        }
-        domain = [("subscription_mail_to_send", "!=", False)]
-        while True:
-            moves = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
-                allow_referencing=True
-            )
-            if not moves:
-                break
-            for move in moves:
-                move.message_post_with_source(
-                    templates[move.subscription_mail_to_send],
-                    subtype_xmlid="mail.mt_comment",
-                    email_layout_xmlid="mail.mail_notification_light",
-                )
-            moves.write({"subscription_mail_to_send": False})
-            remaining = self.search_count(domain) if len(moves) == batch_size else 0
-            time_left = self.env["ir.cron"]._commit_progress(len(moves), remaining=remaining)
-            if not remaining or not time_left:
-                break
-
-    def _notify_by_email_prepare_rendering_context(
-        self,
-        message,
-        msg_vals=False,
-        model_description=False,
-        force_email_company=False,
-        force_email_lang=False,
-        force_record_name=False,
-    ):
-        """Every email of a subscription invoice says where the customer
-        manages (and may close) the subscription: its portal page."""
-        render_context = super()._notify_by_email_prepare_rendering_context(
-            message,
-            msg_vals=msg_vals,
-            model_description=model_description,
-            force_email_company=force_email_company,
-            force_email_lang=force_email_lang,
-            force_record_name=force_record_name,
-        )
-        subscription = self.subscription_id if len(self) == 1 else False
-        if subscription:
-            url = subscription.get_base_url() + subscription.sudo().get_portal_url()
-            link = Markup('<a href="%s">%s</a>') % (
-                url,
-                self.env._("Manage your subscription %(name)s", name=subscription.name),
-            )
-            render_context["subtitles"] = [*(render_context.get("subtitles") or []), link]
-        return render_context

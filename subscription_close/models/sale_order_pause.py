@@ -166,11 +166,11 @@ class SaleOrder(models.Model):
                     "resume_date": resume_date,
                     "pause_reason": reason,
                 }
+                if order.invoice_due:
+                    vals_by_id[order.id]["invoice_due"] = False  # nothing invoiced while paused
                 event_by_id[order.id] = ("paused", resume_date)
             body_by_id = chunk._subscription_log_bodies(event_by_id, author=author, note=reason)
             chunk._subscription_write(vals_by_id, body_by_id, author=author)
-            # Nothing left to invoice on the lines of a period that was due.
-            chunk._subscription_refresh_qty_to_invoice()
         return True
 
     def _action_resume(self, author=None, scheduled=False):
@@ -211,8 +211,6 @@ class SaleOrder(models.Model):
                 event_by_id[order.id] = (event, day)
             body_by_id = chunk._subscription_log_bodies(event_by_id, author=author)
             chunk._subscription_write(vals_by_id, body_by_id, author=author)
-            # The lines are to invoice again if the (moved) next invoice date has come.
-            chunk._subscription_refresh_qty_to_invoice()
         return True
 
     def _prepare_resume_values(self, resume_day):
@@ -227,9 +225,9 @@ class SaleOrder(models.Model):
             "resume_date": False,
             "pause_reason": False,
         }
-        paused_days = self._get_paused_days(resume_day)
-        if self.next_invoice_date and paused_days:
-            vals["next_invoice_date"] = self.next_invoice_date + timedelta(days=paused_days)
+        if self.next_invoice_date:
+            next_date = self.next_invoice_date + timedelta(days=self._get_paused_days(resume_day))
+            vals.update(self._prepare_next_invoice_values(next_date, self._subscription_today()))
         return vals
 
     def _get_paused_days(self, resume_day):
@@ -240,55 +238,6 @@ class SaleOrder(models.Model):
         if not self.pause_start_date:
             return 0
         return max((resume_day - self.pause_start_date).days, 0)
-
-    def _get_subscription_log_message(
-        self, event, author=None, reason=None, end_date=None, retention_shown=False, note=None
-    ):
-        body = super()._get_subscription_log_message(
-            event,
-            author=author,
-            reason=reason,
-            end_date=end_date,
-            retention_shown=retention_shown,
-            note=note,
-        )
-        name = (author or self.env.user.partner_id).name
-        if event == "paused":
-            if end_date:
-                body = self.env._(
-                    "Subscription paused by %(name)s until %(date)s: nothing is invoiced until "
-                    "then.",
-                    name=name,
-                    date=format_date(self.env, end_date),
-                )
-            else:
-                body = self.env._(
-                    "Subscription paused by %(name)s until it is resumed by hand: nothing is "
-                    "invoiced until then.",
-                    name=name,
-                )
-            if note:
-                body = self.env._("%(message)s Reason: %(reason)s", message=body, reason=note)
-        elif event in ("resumed", "pause_ended"):
-            days = self._get_paused_days(end_date)
-            if event == "resumed":
-                body = self.env._(
-                    "Subscription resumed by %(name)s after %(days)s days of pause.",
-                    name=name,
-                    days=days,
-                )
-            else:
-                body = self.env._(
-                    "Subscription resumed on its resume date after %(days)s days of pause.",
-                    days=days,
-                )
-            if days and self.next_invoice_date:
-                body = self.env._(
-                    "%(message)s The next invoice moves by as much, to %(date)s.",
-                    message=body,
-                    date=format_date(self.env, self.next_invoice_date + timedelta(days=days)),
-                )
-        return body
 
     # ------------------------------------------------------------------
     # Closing, invoicing and the sale flow of paused subscriptions
@@ -341,28 +290,6 @@ class SaleOrder(models.Model):
         if paused:
             end_dates.update(paused._get_subscription_today())
         return end_dates
-
-    def _create_invoices(self, grouped=False, final=False, date=None):
-        paused = self.filtered(
-            lambda order: order.is_subscription and order.subscription_state == "4_paused"
-        )
-        if paused:
-            raise UserError(
-                self.env._(
-                    "Nothing is invoiced while a subscription is paused: resume it first.\n"
-                    "%(orders)s",
-                    orders=self._subscription_refusal_list(
-                        {
-                            order: self.env._(
-                                "paused since %(date)s",
-                                date=format_date(self.env, order.pause_start_date),
-                            )
-                            for order in paused
-                        }
-                    ),
-                )
-            )
-        return super()._create_invoices(grouped=grouped, final=final, date=date)
 
     def action_draft(self):
         # A subscription set back to quotation starts again from scratch.

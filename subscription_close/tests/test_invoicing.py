@@ -4,6 +4,7 @@ from datetime import date
 from unittest.mock import patch
 
 from freezegun import freeze_time
+from psycopg2 import IntegrityError
 from psycopg2.errors import SerializationFailure
 
 from odoo import sql_db
@@ -226,16 +227,31 @@ class TestRecurringInvoicing(InvoicingCommon):
             self._run_cron()
         self.assertEqual(len(self._invoices(locked_elsewhere)), 1)
         self.assertEqual(len(self._invoices(orders[1])), 1)
-        # Behind the locks, the database refuses a second invoice of a period.
+        # Behind the locks, the database refuses a second invoice of a
+        # period, and of any day of it.
         invoice = self._invoices(orders[1])
-        with mute_logger("odoo.sql_db"), self.assertRaises(Exception) as caught:
-            invoice.copy(
-                {
-                    "subscription_id": orders[1].id,
-                    "subscription_period_start": invoice.subscription_period_start,
-                }
-            ).flush_recordset()
-        self.assertIn("subscription_period_unique", str(caught.exception))
+        for start, end in (
+            (date(2026, 5, 10), date(2026, 6, 9)),
+            (date(2026, 5, 25), date(2026, 6, 24)),
+            (date(2026, 4, 10), date(2026, 5, 10)),
+        ):
+            with mute_logger("odoo.sql_db"), self.assertRaises(IntegrityError) as caught:
+                invoice.copy(
+                    {
+                        "subscription_id": orders[1].id,
+                        "subscription_period_start": start,
+                        "subscription_period_end": end,
+                    }
+                ).flush_recordset()
+            self.assertIn("subscription_period_overlap", str(caught.exception))
+        # The day after the period is free.
+        invoice.copy(
+            {
+                "subscription_id": orders[1].id,
+                "subscription_period_start": date(2026, 6, 10),
+                "subscription_period_end": date(2026, 7, 9),
+            }
+        ).flush_recordset()
 
     def test_a_batch_in_conflict_is_done_again(self):
         """Another worker commits a change to a record the batch writes too
@@ -383,7 +399,7 @@ class TestInvoicingAndClosing(InvoicingCommon):
         self.env.flush_all()
         self.assertEqual(order.order_line.qty_to_invoice, 0.0)
         self.assertNotEqual(order.invoice_status, "to invoice")
-        with self.assertRaisesText("Only subscriptions in progress are invoiced"):
+        with self.assertRaisesText("only subscriptions in progress are invoiced"):
             order._create_invoices()
         self.assertFalse(order.invoice_ids)
         order._action_reopen()
@@ -696,8 +712,10 @@ class TestInvoicingPortal(SubscriptionPortalCommon):
         with freeze_time("2026-05-10"):
             order = self._create_subscription()
             invoice = order._create_invoices()
+            invoice.action_post()
             other = self._create_subscription()
             other_invoice = other._create_invoices()
+            other_invoice.action_post()
             other.partner_id = self._create_portal_customer("Someone Else", "sc_else")[0]
             self._login()
             page = self.url_open(order.get_portal_url()).text

@@ -286,7 +286,7 @@ class TestPause(PauseCommon):
                     self.env["sale.order"].search(self.env["sale.order"]._get_invoice_due_domain()),
                 )
                 self._run_cron(INVOICING_CRON)
-                with self.assertRaisesText("Nothing is invoiced while a subscription is paused"):
+                with self.assertRaisesText("nothing is invoiced while it is paused"):
                     order._create_invoices()
         self.assertEqual(len(self._invoices(order)), 1)
         # The resume job, on the resume date: paused 59 days (20 January to

@@ -351,7 +351,10 @@ class TestScheduledClosePerformance(SubscriptionCommon):
                 for _i in range(count)
             ]
         )
-        orders.action_confirm()
+        with freeze_time("2026-05-20"):
+            orders.action_confirm()
+            # As after the invoicing job: the current period is invoiced.
+            orders.with_context(tracking_disable=True).write({"next_invoice_date": "2026-06-20"})
         reason = self.env.ref("subscription_close.close_reason_too_expensive")
         with freeze_time("2026-06-01"):
             self._close(orders, reason, date(2026, 6, 5))

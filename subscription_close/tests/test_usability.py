@@ -137,9 +137,11 @@ class TestChurnedSubscriptionUi(HttpCase, SubscriptionCommon):
     def test_churned_form_arch(self):
         form = self.env["sale.order"].get_views([(False, "form")])["views"]["form"]["arch"]
         tree = html.fromstring(form)
-        for button_id in ("create_invoice", "create_invoice_percentage"):
-            (button,) = tree.xpath(f"//button[@id='{button_id}']")
-            self.assertIn("subscription_state == '6_churn'", button.get("invisible"))
+        (button,) = tree.xpath("//button[@id='create_invoice']")
+        self.assertIn("subscription_state == '6_churn'", button.get("invisible"))
+        # No down payment on any subscription.
+        (button,) = tree.xpath("//button[@id='create_invoice_percentage']")
+        self.assertIn("is_subscription", button.get("invisible"))
         (lines,) = tree.xpath("//field[@name='order_line']")
         self.assertIn("subscription_state == '6_churn'", lines.get("readonly"))
         (next_date,) = tree.xpath("//group[@name='order_details']/field[@name='next_invoice_date']")
@@ -410,10 +412,10 @@ class TestSmallerFixes(SubscriptionCommon):
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "subscription_close.sale_subscription_churn_action"
         )
-        self.assertIn("'pivot_measures': ['__count', 'recurring_monthly']", action["context"])
+        self.assertIn("'pivot_measures': ['__count', 'churned_mrr']", action["context"])
         reason = self.env.ref("subscription_close.close_reason_other")
         context = reason.action_open_subscriptions()["context"]
-        self.assertEqual(context["pivot_measures"], ["__count", "recurring_monthly"])
+        self.assertEqual(context["pivot_measures"], ["__count", "churned_mrr"])
 
     def test_retention_link_may_be_an_email(self):
         reason = self.env.ref("subscription_close.close_reason_other")
