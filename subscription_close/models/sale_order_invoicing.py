@@ -67,9 +67,8 @@ class SaleOrder(models.Model):
         readonly=True,
         copy=False,
         help="The period starting on the next invoice date has begun and is not invoiced yet: "
-        "the recurring lines are to invoice. Set when the period begins (at confirmation, "
-        "when the invoicing takes the subscription or could not invoice it), cleared once it "
-        "is invoiced.",
+        "its recurring lines are to invoice. Set when the period begins (at confirmation, then "
+        "by a scheduled action each hour), cleared once it is invoiced.",
     )
     invoice_to_check = fields.Boolean(
         string="Invoicing to Check",
@@ -269,14 +268,15 @@ class SaleOrder(models.Model):
 
     def _subscription_open_due_periods(self, today_by_id=None):
         """Mark due the periods of ``self`` that have begun (their recurring
-        lines become to invoice for sale): before invoicing them, when the
-        invoicing ran late, the subscription was confirmed back-dated..."""
+        lines become to invoice for sale): each hour for the periods that
+        begin (:meth:`_cron_open_due_periods`), and before invoicing. Returns
+        the subscriptions whose period is due."""
         today_by_id = today_by_id or self._get_subscription_today()
-        opening = self.filtered(
-            lambda order: not order.invoice_due and order._is_invoice_due(today_by_id[order.id])
-        )
+        due = self.filtered(lambda order: order._is_invoice_due(today_by_id[order.id]))
+        opening = due.filtered(lambda order: not order.invoice_due)
         if opening:
             opening.write({"invoice_due": True})
+        return due
 
     # ------------------------------------------------------------------
     # Periods are facts
@@ -378,8 +378,9 @@ class SaleOrder(models.Model):
         is its own), from sale's invoiceable lines (the recurring lines of a
         due period, the one-off lines still to invoice, sections and notes),
         then the next invoice date moves one period forward. The invoices are
-        left as sale leaves them, in draft: the scheduled action posts those
-        of the plans that say so. Other orders are invoiced as usual."""
+        left as sale leaves them, in draft, but when the scheduled action
+        invoices the plans that post (context ``subscription_post_invoices``).
+        Other orders are invoiced as usual."""
         subscriptions = self.filtered(
             lambda order: order.is_subscription and order.subscription_state
         )
@@ -423,6 +424,8 @@ class SaleOrder(models.Model):
         moves = super(SaleOrder, subscriptions)._create_invoices(
             grouped=True, final=final, date=date
         )
+        if self.env.context.get("subscription_post_invoices"):
+            self._subscription_post_invoices(moves)
         subscriptions.browse(periods)._subscription_periods_invoiced(moves, periods)
         others = self - subscriptions
         if others:
@@ -442,7 +445,7 @@ class SaleOrder(models.Model):
                 period_start, period_end = self._get_invoice_period()
                 values["subscription_period_start"] = period_start
                 values["subscription_period_end"] = period_end
-            if self.env.context.get("subscription_issue_date"):
+            if self.env.context.get("subscription_post_invoices"):
                 # Issued now by the scheduled action, which posts it.
                 values["invoice_date"] = self._subscription_today()
         return values
@@ -502,37 +505,37 @@ class SaleOrder(models.Model):
 
     def _create_recurring_invoices(self):
         """Invoice the due period of each subscription of ``self`` (the
-        scheduled action's batch, locked by the caller): through sale's
-        invoicing (:meth:`_create_invoices`), then, for the plans that say
-        so, dated today and posted by the job's user, and queued to be
+        scheduled action's batch, locked by the caller) through sale's
+        invoicing (:meth:`_create_invoices`); the invoices of the plans that
+        say so are dated today, posted by the job's user and queued to be
         emailed. Returns the invoices."""
         if not self:
             return self.env["account.move"]
-        may_post = self._subscription_may_post()
         posting = self.filtered(lambda order: order.plan_id.auto_post_invoices)
-        if posting and not may_post:
+        if posting and not self._subscription_may_post():
             self._subscription_log_not_posted(posting)
             posting = self.browse()
-        # The invoices to post are dated today, the day they are issued.
-        # Each gets sale's message naming its order: the "Invoice Created"
-        # message of each new invoice is not logged on top of it.
+        # Each invoice gets sale's message naming its order: the "Invoice
+        # Created" message of each new invoice is not logged on top of it.
         moves = self.env["account.move"]
-        for orders, issue_date in ((posting, True), (self - posting, False)):
+        for orders, post in ((posting, True), (self - posting, False)):
             if orders:
                 moves |= orders.with_context(
-                    subscription_issue_date=issue_date, mail_create_nolog=True
+                    subscription_post_invoices=post, mail_create_nolog=True
                 )._create_invoices(grouped=True)
-        to_post = moves.filtered(lambda move: move.subscription_id in posting)
-        if to_post:
-            # Posted as the job's user, never in sudo: sale creates them in
-            # sudo for salespeople, who may not post journal entries.
-            to_post = to_post.with_env(self.env)
-            to_post.action_post()
-            to_mail = to_post.filtered(lambda move: move.subscription_id.plan_id.send_invoice_mail)
-            if to_mail:
-                to_mail.write({"subscription_mail_to_send": "invoice"})
-                self.env.ref("subscription_close.ir_cron_send_subscription_mails")._trigger()
+        to_mail = moves.filtered(
+            lambda move: move.state == "posted" and move.subscription_id.plan_id.send_invoice_mail
+        )
+        if to_mail:
+            to_mail.write({"subscription_mail_to_send": "invoice"})
+            self.env.ref("subscription_close.ir_cron_send_subscription_mails")._trigger()
         return moves
+
+    def _subscription_post_invoices(self, moves):
+        """Post ``moves``, as the current user (the job's), never in sudo:
+        sale creates invoices in sudo for salespeople, who may not post
+        journal entries. They are dated today (see :meth:`_prepare_invoice`)."""
+        moves.with_env(self.env).action_post()
 
     def _subscription_may_post(self):
         """Whether the current user (the scheduled action's) may post
@@ -625,6 +628,33 @@ class SaleOrder(models.Model):
             & Domain("plan_id", "!=", False)
             & self._subscription_date_domain("next_invoice_date", "<=")
         )
+
+    @api.model
+    def _cron_open_due_periods(self, batch_size=INVOICE_BATCH_SIZE * 10):
+        """Mark due the periods that have begun (their first day has come in
+        the company's time zone): from then on sale shows the subscription
+        under *Orders to Invoice* with its recurring lines to invoice, until
+        the invoicing bills them. Runs every hour: cheap (one write per
+        batch), so that the figures turn on the period's first day, not at
+        the daily invoicing. Batches locked with SKIP LOCKED; what another
+        transaction holds (e.g. the invoicing) is looked at a minute later."""
+        domain = self._get_invoice_due_domain() & Domain("invoice_due", "=", False)
+        closing_before = []  # closing before their next period: nothing due
+        while True:
+            orders = self._subscription_lock(
+                domain & Domain("id", "not in", closing_before),
+                batch_size,
+                retry_cron="subscription_close.ir_cron_open_due_periods",
+            )
+            if not orders:
+                break
+            opened = orders._subscription_open_due_periods()
+            closing_before += (orders - opened).ids
+            orders._subscription_release_cache()
+            remaining = self.search_count(domain & Domain("id", "not in", closing_before))
+            time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
+            if not remaining or not time_left:
+                break
 
     @api.model
     def _cron_create_recurring_invoices(self, batch_size=INVOICE_BATCH_SIZE):

@@ -12,47 +12,9 @@ from odoo.fields import Command, Datetime
 from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
 
-from .common import SubscriptionCommon, SubscriptionPortalCommon
+from .common import INVOICING_CRON, InvoicingCommon, SubscriptionPortalCommon
 
 _logger = logging.getLogger(__name__)
-
-INVOICING_CRON = "subscription_close.ir_cron_create_recurring_invoices"
-
-
-class InvoicingCommon(SubscriptionCommon):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
-        cls.immediate = cls.env.ref("account.account_payment_term_immediate")
-        cls.customer.property_payment_term_id = cls.immediate
-
-    def _run_cron(self, xmlid=INVOICING_CRON):
-        with self.enter_registry_test_mode():
-            self.env.ref(xmlid).method_direct_trigger()
-        self.env.invalidate_all()
-
-    def _invoices(self, order):
-        return order.subscription_invoice_ids.filtered(
-            lambda move: move.move_type == "out_invoice"
-        ).sorted("subscription_period_start")
-
-    def _periods(self, order):
-        return [
-            (move.subscription_period_start, move.subscription_period_end)
-            for move in self._invoices(order)
-        ]
-
-    def _pay(self, invoice, amount=None, day=None):
-        values = {"amount": amount or invoice.amount_residual}
-        if day:
-            values["payment_date"] = day
-        wizard = (
-            self.env["account.payment.register"]
-            .with_context(active_model="account.move", active_ids=invoice.ids)
-            .create(values)
-        )
-        wizard._create_payments()
 
 
 @tagged("post_install", "-at_install")
