@@ -6,6 +6,8 @@ from odoo.tools import format_date
 from odoo.addons.portal.controllers.portal import pager as portal_pager
 from odoo.addons.sale.controllers.portal import CustomerPortal
 
+from ..models.sale_order import SubscriptionRefused
+
 
 class SubscriptionPortal(CustomerPortal):
     """Customer portal of subscriptions: the list, the subscription block of
@@ -117,8 +119,8 @@ class SubscriptionPortal(CustomerPortal):
                 else order_sudo.env["sale.order.close.reason"]
             )
             values["portal_close_date"] = closable and order_sudo._get_portal_close_date()
-            retention_reason = closable and self._subscription_portal_reason(
-                order_sudo, kwargs.get("retention_reason")
+            retention_reason = closable and order_sudo._find_portal_close_reason(
+                _to_int(kwargs.get("retention_reason"))
             )
             values["retention_reason"] = (
                 retention_reason
@@ -158,36 +160,6 @@ class SubscriptionPortal(CustomerPortal):
             )
         return choices
 
-    def _get_subscription_pause_alert_text(self, order_sudo, code):
-        """The text of the alerts of pausing and resuming, or ``None``."""
-        env = request.env
-        if code == "paused" and order_sudo.subscription_state == "4_paused":
-            if order_sudo.resume_date:
-                return env._(
-                    "Your subscription is paused until %(date)s: nothing is invoiced until then, "
-                    "and you can resume it at any time.",
-                    date=format_date(env, order_sudo.resume_date),
-                )
-            return env._("Your subscription is paused: nothing is invoiced until you resume it.")
-        if code == "resumed":
-            return env._("Your subscription is active again. Welcome back!")
-        if code == "already_paused":
-            return env._("This subscription is already paused.")
-        if code == "not_paused":
-            return env._("This subscription is not paused.")
-        if code == "pause_closing":
-            return env._(
-                "The closing of this subscription is scheduled, so it cannot be paused: keep "
-                "your subscription first if you would rather pause it."
-            )
-        if code == "not_pausable":
-            return env._("This subscription cannot be paused from the portal: please contact us.")
-        if code == "not_resumable":
-            return env._("This subscription cannot be resumed from the portal: please contact us.")
-        if code == "invalid_duration":
-            return env._("Please choose one of the proposed pause lengths.")
-        return None
-
     def _get_subscription_contact(self, order_sudo):
         """Who a customer who may not close (or keep) this subscription from
         the portal should ask: its salesperson when they have an email or a
@@ -197,41 +169,65 @@ class SubscriptionPortal(CustomerPortal):
             return salesperson
         return order_sudo.company_id.partner_id
 
-    def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
-        """The (level, text) shown on the order page for ``code``; the text is
-        chosen here, never taken from the browser."""
+    def _get_subscription_alert_texts(self, order_sudo):
+        """``{code: text}``: what the order page says after an action of the
+        customer (``code``, from the model or the form), the text chosen
+        here, never taken from the browser."""
         env = request.env
-        text = self._get_subscription_pause_alert_text(order_sudo, code)
-        if text:
-            pass
-        elif code == "closed":
-            text = env._("Your subscription is closed. Thank you for having been with us.")
-        elif code == "closing" and order_sudo.is_closing:
-            text = env._(
+        texts = {
+            "closed": env._("Your subscription is closed. Thank you for having been with us."),
+            "retention": env._("Before you go, we have something for you:"),
+            "kept": env._("Your subscription goes on. Thank you for staying with us."),
+            "not_closing": env._("This subscription has no scheduled closing."),
+            "not_keepable": env._(
+                "The closing of this subscription cannot be cancelled from the portal: "
+                "please contact us."
+            ),
+            "already_closed": env._("This subscription is already closed."),
+            "not_closable": env._(
+                "This subscription cannot be closed from the portal: please contact us."
+            ),
+            "invalid_reason": env._("Please choose one of the proposed reasons."),
+            "invalid_request": env._("The request was not understood: nothing was changed."),
+            "resumed": env._("Your subscription is active again. Welcome back!"),
+            "already_paused": env._("This subscription is already paused."),
+            "not_paused": env._("This subscription is not paused."),
+            "pause_closing": env._(
+                "The closing of this subscription is scheduled, so it cannot be paused: keep "
+                "your subscription first if you would rather pause it."
+            ),
+            "not_pausable": env._(
+                "This subscription cannot be paused from the portal: please contact us."
+            ),
+            "not_resumable": env._(
+                "This subscription cannot be resumed from the portal: please contact us."
+            ),
+            "invalid_duration": env._("Please choose one of the proposed pause lengths."),
+        }
+        if order_sudo.is_closing:
+            texts["closing"] = env._(
                 "Your subscription will close on %(date)s. Until then it goes on, and you "
                 "can still keep it.",
                 date=format_date(env, order_sudo.end_date),
             )
-        elif code == "retention" and retention_reason:
-            text = env._("Before you go, we have something for you:")
-        elif code == "kept":
-            text = env._("Your subscription goes on. Thank you for staying with us.")
-        elif code == "not_closing":
-            text = env._("This subscription has no scheduled closing.")
-        elif code == "not_keepable":
-            text = env._(
-                "The closing of this subscription cannot be cancelled from the portal: "
-                "please contact us."
+        if order_sudo.subscription_state == "4_paused":
+            texts["paused"] = (
+                env._(
+                    "Your subscription is paused until %(date)s: nothing is invoiced until then, "
+                    "and you can resume it at any time.",
+                    date=format_date(env, order_sudo.resume_date),
+                )
+                if order_sudo.resume_date
+                else env._("Your subscription is paused: nothing is invoiced until you resume it.")
             )
-        elif code == "already_closed":
-            text = env._("This subscription is already closed.")
-        elif code == "not_closable":
-            text = env._("This subscription cannot be closed from the portal: please contact us.")
-        elif code == "invalid_reason":
-            text = env._("Please choose one of the proposed reasons.")
-        elif code == "invalid_request":
-            text = env._("The request was not understood: nothing was changed.")
-        else:
+        return texts
+
+    def _get_subscription_alert(self, order_sudo, code, retention_reason=False):
+        """The (level, text) shown on the order page for ``code``."""
+        if code == "retention" and not retention_reason:
+            return None
+        text = self._get_subscription_alert_texts(order_sudo).get(code)
+        if not text:
             return None
         level = {
             "closed": "success",
@@ -248,7 +244,7 @@ class SubscriptionPortal(CustomerPortal):
         return level, text
 
     # ------------------------------------------------------------------
-    # Closing
+    # The customer's actions: read the form, let the subscription decide
     # ------------------------------------------------------------------
 
     def _subscription_redirect(self, order_sudo, code, retention_reason=None):
@@ -258,27 +254,46 @@ class SubscriptionPortal(CustomerPortal):
         return request.redirect(order_sudo.get_portal_url(query_string=query))
 
     def _subscription_check_access(self, order_id, access_token):
-        """The subscription ``order_id`` (sudo) if the visitor may act on it,
-        through the portal access rules or its access token; else ``None``."""
+        """The subscription ``order_id`` if the visitor may act on it,
+        through the portal access rules or its access token; else ``None``.
+        In sudo, but as the visitor (a portal or public user): the changes it
+        makes are the customer's (see ``sale.order._track_subtype``)."""
         try:
             order_sudo = self._document_check_access(
                 "sale.order", order_id, access_token=access_token
             )
         except (AccessError, MissingError):
             return None
-        return order_sudo if order_sudo.is_subscription else None
-
-    def _subscription_access_error(self):
-        return request.render(
-            "subscription_close.portal_subscription_error",
-            {"page_name": "subscription"},
-            status=403,
-        )
+        if not order_sudo.is_subscription:
+            return None
+        return order_sudo.with_user(request.env.user).sudo()
 
     def _subscription_author(self, order_sudo):
         if request.env.user._is_public():
             return order_sudo.partner_id
         return request.env.user.partner_id
+
+    def _subscription_action(self, order_id, access_token, valid, action):
+        """The one preamble of every action of the customer: the order looked
+        up with the portal rules or its token (else 403), the form refused
+        unless ``valid`` (nothing but the expected fields, with expected
+        values), then ``action(order_sudo, author)``, whose result code (or
+        refusal code) is shown on the order page. A refused request changes
+        nothing and says why."""
+        order_sudo = self._subscription_check_access(order_id, access_token)
+        if not order_sudo:
+            return request.render(
+                "subscription_close.portal_subscription_error",
+                {"page_name": "subscription"},
+                status=403,
+            )
+        if not valid:
+            return self._subscription_redirect(order_sudo, "invalid_request")
+        try:
+            with request.env.cr.savepoint():
+                return action(order_sudo, self._subscription_author(order_sudo))
+        except SubscriptionRefused as refusal:
+            return self._subscription_redirect(order_sudo, refusal.code or "invalid_request")
 
     @http.route(
         "/my/subscriptions/<int:order_id>/close",
@@ -295,33 +310,18 @@ class SubscriptionPortal(CustomerPortal):
         retention_acknowledged=None,
         **kwargs,
     ):
-        order_sudo = self._subscription_check_access(order_id, access_token)
-        if not order_sudo:
-            return self._subscription_access_error()
-        if kwargs or retention_acknowledged not in (None, "1"):
-            return self._subscription_redirect(order_sudo, "invalid_request")
-        if order_sudo.subscription_state == "6_churn":
-            return self._subscription_redirect(order_sudo, "already_closed")
-        if not order_sudo._is_portal_closable():
-            return self._subscription_redirect(order_sudo, "not_closable")
-        reason = self._subscription_portal_reason(order_sudo, close_reason_id)
-        if not reason:
-            return self._subscription_redirect(order_sudo, "invalid_reason")
-        has_offer = reason._has_retention_offer()
-        offer = self._subscription_retention_offer(order_sudo, reason)
-        if has_offer and not retention_acknowledged:
-            # The offer must be seen before closing: show it, change nothing.
-            self._subscription_retention_log(order_sudo, None, reason, offer)
-            return self._subscription_redirect(order_sudo, "retention", retention_reason=reason.id)
-        order_sudo._action_close(
-            reason,
-            {order_sudo.id: order_sudo._get_portal_close_date()},
-            author=self._subscription_author(order_sudo),
-            retention_shown=has_offer,
-        )
-        self._subscription_retention_log(order_sudo, "closed", reason, offer)
-        return self._subscription_redirect(
-            order_sudo, "closing" if order_sudo.is_closing else "closed"
+        reason_id = _to_int(close_reason_id)
+
+        def close(order_sudo, author):
+            code = order_sudo._portal_close(reason_id, bool(retention_acknowledged), author)
+            retention = reason_id if code == "retention" else None
+            return self._subscription_redirect(order_sudo, code, retention_reason=retention)
+
+        return self._subscription_action(
+            order_id,
+            access_token,
+            not kwargs and retention_acknowledged in (None, "1"),
+            close,
         )
 
     @http.route(
@@ -332,28 +332,16 @@ class SubscriptionPortal(CustomerPortal):
         website=True,
     )
     def portal_subscription_stay(self, order_id, access_token=None, close_reason_id=None, **kwargs):
-        """ "Keep my subscription" after the retention offer of a reason:
-        nothing changes but the retention analysis, which counts the customer
-        as kept."""
-        order_sudo = self._subscription_check_access(order_id, access_token)
-        if not order_sudo:
-            return self._subscription_access_error()
-        if kwargs:
-            return self._subscription_redirect(order_sudo, "invalid_request")
-        if order_sudo.subscription_state == "6_churn":
-            return self._subscription_redirect(order_sudo, "already_closed")
-        if not order_sudo._is_portal_closable():
-            return self._subscription_redirect(order_sudo, "not_closable")
-        reason = self._subscription_portal_reason(order_sudo, close_reason_id)
-        if not (reason and reason._has_retention_offer()):
-            return self._subscription_redirect(order_sudo, "invalid_reason")
-        offer = self._subscription_retention_offer(order_sudo, reason)
-        self._subscription_retention_log(order_sudo, "kept", reason, offer)
-        return self._subscription_redirect(order_sudo, "kept")
-
-    # ------------------------------------------------------------------
-    # Pausing
-    # ------------------------------------------------------------------
+        """ "Keep my subscription" after the retention offer of a reason."""
+        reason_id = _to_int(close_reason_id)
+        return self._subscription_action(
+            order_id,
+            access_token,
+            not kwargs,
+            lambda order_sudo, author: self._subscription_redirect(
+                order_sudo, order_sudo._portal_stay(reason_id, author)
+            ),
+        )
 
     @http.route(
         "/my/subscriptions/<int:order_id>/pause",
@@ -373,41 +361,26 @@ class SubscriptionPortal(CustomerPortal):
     ):
         """Pause a subscription for one of the lengths offered, from the
         Pause popup, or instead of closing it from the Close popup
-        (``origin=close``, with the reason picked there if any: the
-        retention analysis counts the customer as paused instead)."""
-        order_sudo = self._subscription_check_access(order_id, access_token)
-        if not order_sudo:
-            return self._subscription_access_error()
-        from_close = origin == "close"
-        if kwargs or origin not in (None, "close") or (close_reason_id and not from_close):
-            return self._subscription_redirect(order_sudo, "invalid_request")
-        if order_sudo.subscription_state == "6_churn":
-            return self._subscription_redirect(order_sudo, "already_closed")
-        if order_sudo.subscription_state == "4_paused":
-            return self._subscription_redirect(order_sudo, "already_paused")
-        if order_sudo.is_closing and order_sudo.plan_id.user_pausable:
-            return self._subscription_redirect(order_sudo, "pause_closing")
-        if not order_sudo._is_portal_pausable():
-            return self._subscription_redirect(order_sudo, "not_pausable")
-        resume_dates = {
-            str(months): resume_date
-            for months, resume_date in order_sudo._get_portal_pause_options()
-        }
-        if pause_months not in resume_dates:
-            return self._subscription_redirect(order_sudo, "invalid_duration")
-        reason = order_sudo.env["sale.order.close.reason"]
-        if close_reason_id:
-            reason = self._subscription_portal_reason(order_sudo, close_reason_id)
-            if not reason:
-                return self._subscription_redirect(order_sudo, "invalid_reason")
-        offer = from_close and self._subscription_retention_offer(order_sudo, reason)
-        order_sudo._action_pause(
-            {order_sudo.id: resume_dates[pause_months]},
-            author=self._subscription_author(order_sudo),
+        (``origin=close``, with the reason picked there if any)."""
+        instead_of_closing = origin == "close"
+
+        def pause(order_sudo, author):
+            code = order_sudo._portal_pause(
+                _to_int(pause_months),
+                author,
+                reason_id=_to_int(close_reason_id) if close_reason_id else None,
+                instead_of_closing=instead_of_closing,
+            )
+            return self._subscription_redirect(order_sudo, code)
+
+        return self._subscription_action(
+            order_id,
+            access_token,
+            not kwargs
+            and origin in (None, "close")
+            and (instead_of_closing or not close_reason_id),
+            pause,
         )
-        if from_close:
-            self._subscription_retention_log(order_sudo, "paused", reason, offer)
-        return self._subscription_redirect(order_sudo, "paused")
 
     @http.route(
         "/my/subscriptions/<int:order_id>/resume",
@@ -418,46 +391,13 @@ class SubscriptionPortal(CustomerPortal):
     )
     def portal_subscription_resume(self, order_id, access_token=None, **kwargs):
         """Resume a paused subscription now ("Resume now")."""
-        order_sudo = self._subscription_check_access(order_id, access_token)
-        if not order_sudo:
-            return self._subscription_access_error()
-        if kwargs:
-            return self._subscription_redirect(order_sudo, "invalid_request")
-        if order_sudo.subscription_state != "4_paused":
-            return self._subscription_redirect(order_sudo, "not_paused")
-        if not order_sudo._is_portal_resumable():
-            return self._subscription_redirect(order_sudo, "not_resumable")
-        order_sudo._action_resume(author=self._subscription_author(order_sudo))
-        return self._subscription_redirect(order_sudo, "resumed")
-
-    # ------------------------------------------------------------------
-    # Retention events
-    # ------------------------------------------------------------------
-
-    def _subscription_retention_offer(self, order_sudo, reason):
-        """What the Close popup offers the customer of ``order_sudo`` who
-        picked ``reason`` to keep them: the reason's retention offer, the
-        pause (when the plan allows it), both, or nothing (``False``)."""
-        has_offer = bool(reason) and reason._has_retention_offer()
-        pausable = order_sudo._is_portal_pausable()
-        if has_offer and pausable:
-            return "offer_pause"
-        if has_offer:
-            return "offer"
-        return "pause" if pausable else False
-
-    def _subscription_retention_log(self, order_sudo, outcome, reason, offer):
-        """Record in the retention analysis that the customer started to
-        close ``order_sudo`` with ``reason``, was shown ``offer`` (if any) and
-        ``outcome`` (``kept``, ``paused``, ``closed``, or ``None`` while they
-        have not decided)."""
-        steps = ["started"]
-        if offer:
-            steps.append("shown")
-        if outcome:
-            steps.append(outcome)
-        request.env["sale.subscription.retention.event"].sudo()._log(
-            order_sudo, steps, close_reason=reason, offer=offer
+        return self._subscription_action(
+            order_id,
+            access_token,
+            not kwargs,
+            lambda order_sudo, author: self._subscription_redirect(
+                order_sudo, order_sudo._portal_resume(author)
+            ),
         )
 
     @http.route(
@@ -469,24 +409,19 @@ class SubscriptionPortal(CustomerPortal):
     )
     def portal_subscription_keep(self, order_id, access_token=None, **kwargs):
         """Cancel the scheduled closing of a subscription ("Keep my subscription")."""
-        order_sudo = self._subscription_check_access(order_id, access_token)
-        if not order_sudo:
-            return self._subscription_access_error()
-        if kwargs:
-            return self._subscription_redirect(order_sudo, "invalid_request")
-        if not order_sudo.is_closing:
-            return self._subscription_redirect(order_sudo, "not_closing")
-        if not order_sudo._is_portal_keepable():
-            return self._subscription_redirect(order_sudo, "not_keepable")
-        order_sudo._action_cancel_close(author=self._subscription_author(order_sudo))
-        return self._subscription_redirect(order_sudo, "kept")
+        return self._subscription_action(
+            order_id,
+            access_token,
+            not kwargs,
+            lambda order_sudo, author: self._subscription_redirect(
+                order_sudo, order_sudo._portal_keep(author)
+            ),
+        )
 
-    def _subscription_portal_reason(self, order_sudo, close_reason_id):
-        """The reason the customer picked, if it is one the portal offers for
-        this order; an empty recordset otherwise."""
-        reasons = order_sudo._get_portal_close_reasons()
-        try:
-            reason_id = int(close_reason_id)
-        except (TypeError, ValueError):
-            return reasons.browse()
-        return reasons.filtered(lambda reason: reason.id == reason_id)
+
+def _to_int(value):
+    """``value`` from a form as an integer (written as the page writes it:
+    digits only, no sign, no leading zero), or ``None``."""
+    if isinstance(value, str) and value.isdecimal() and str(int(value)) == value:
+        return int(value)
+    return None

@@ -1,10 +1,16 @@
 from markupsafe import Markup
 
 from odoo import api, fields, models
+from odoo.fields import Domain
 
 
 class AccountMove(models.Model):
-    _inherit = "account.move"
+    """The invoices and credit notes of subscriptions: their period, the
+    guard that a day is never billed twice, the period given back by a
+    cancelled invoice, and the emails of subscription invoices."""
+
+    _name = "account.move"
+    _inherit = ("account.move", "sale.subscription.job")
 
     subscription_id = fields.Many2one(
         "sale.order",
@@ -90,19 +96,13 @@ class AccountMove(models.Model):
     @api.model
     def _cron_send_subscription_mails(self, batch_size=50):
         """Send the queued emails of subscription invoices (the invoice, or a
-        reminder once it is overdue), in batches committed with the cron
-        progress."""
+        reminder once it is overdue), in batches (:meth:`_subscription_run_job`)."""
         templates = {
             "invoice": self.env.ref("subscription_close.mail_template_subscription_invoice"),
             "overdue": self.env.ref("subscription_close.mail_template_subscription_overdue"),
         }
-        domain = [("subscription_mail_to_send", "!=", False)]
-        while True:
-            moves = self.search(domain, limit=batch_size, order="id").try_lock_for_update(
-                allow_referencing=True
-            )
-            if not moves:
-                break
+
+        def send(moves):
             for move in moves:
                 move.message_post_with_source(
                     templates[move.subscription_mail_to_send],
@@ -110,10 +110,14 @@ class AccountMove(models.Model):
                     email_layout_xmlid="mail.mail_notification_light",
                 )
             moves.write({"subscription_mail_to_send": False})
-            remaining = self.search_count(domain) if len(moves) == batch_size else 0
-            time_left = self.env["ir.cron"]._commit_progress(len(moves), remaining=remaining)
-            if not remaining or not time_left:
-                break
+            return len(moves), moves.browse()
+
+        self._subscription_run_job(
+            Domain("subscription_mail_to_send", "!=", False),
+            send,
+            batch_size,
+            "subscription_close.ir_cron_send_subscription_mails",
+        )
 
     def _notify_by_email_prepare_rendering_context(
         self,

@@ -3,25 +3,17 @@ from collections import defaultdict
 from datetime import timedelta
 
 from psycopg2 import IntegrityError
-from psycopg2.errors import DeadlockDetected, LockNotAvailable, SerializationFailure
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.fields import Command, Domain
-from odoo.tools import format_date, split_every
-
-from .sale_order_closing import REFUSALS_SHOWN
+from odoo.tools import format_date
 
 _logger = logging.getLogger(__name__)
 
 # Subscriptions invoiced per batch (one transaction each in the scheduled
 # action): an invoice costs far more than a closing, so batches are smaller.
 INVOICE_BATCH_SIZE = 100
-# A batch that conflicts with another worker's transaction is done again on
-# a fresh snapshot this many times (as Odoo retries a request), then left to
-# the next run a minute later.
-BATCH_CONFLICT_TRIES = 5
-CONCURRENCY_ERRORS = (SerializationFailure, DeadlockDetected, LockNotAvailable)
 # Date format of the period on invoice lines ("1 Dec 2026 – 31 Dec 2026").
 PERIOD_DATE_FORMAT = "d MMM y"
 
@@ -70,37 +62,17 @@ class SaleOrder(models.Model):
         "its recurring lines are to invoice. Set when the period begins (at confirmation, then "
         "by a scheduled action each hour), cleared once it is invoiced.",
     )
+    next_invoice_amount = fields.Monetary(
+        compute="_compute_next_invoice_amount",
+        currency_field="currency_id",
+        help="Total of the recurring lines, taxes included: what the next invoice bills.",
+    )
     invoice_to_check = fields.Boolean(
         string="Invoicing to Check",
         readonly=True,
         copy=False,
         help="The last attempt to invoice this subscription failed (see its chatter): fix the "
         "cause, the next run of the invoicing retries it.",
-    )
-    next_invoice_amount = fields.Monetary(
-        compute="_compute_next_invoice_amount",
-        currency_field="currency_id",
-        help="Total of the recurring lines, taxes included: what the next invoice bills.",
-    )
-    company_currency_id = fields.Many2one(
-        related="company_id.currency_id",
-        string="Company Currency",
-    )
-    churn_type = fields.Selection(
-        [("voluntary", "Voluntary"), ("involuntary", "Involuntary")],
-        compute="_compute_churn_type",
-        store=True,
-        help="Voluntary: closed by the customer or a salesperson with one of the close "
-        "reasons. Involuntary: closed by the system (end date reached, invoice unpaid, "
-        "closed by the company).",
-    )
-    churned_mrr = fields.Monetary(
-        string="Lost MRR",
-        compute="_compute_churned_mrr",
-        store=True,
-        currency_field="company_currency_id",
-        help="Monthly recurring revenue lost with the closing, in the company currency, as it "
-        "was when the subscription closed.",
     )
 
     @api.depends(
@@ -116,52 +88,6 @@ class SaleOrder(models.Model):
     def _compute_next_invoice_amount(self):
         for order in self:
             order.next_invoice_amount = sum(order._get_recurring_lines().mapped("price_total"))
-
-    @api.depends("subscription_state", "close_reason_id.is_protected")
-    def _compute_churn_type(self):
-        for order in self:
-            if order.subscription_state != "6_churn":
-                order.churn_type = False
-            elif order.close_reason_id.is_protected:
-                order.churn_type = "involuntary"
-            else:
-                order.churn_type = "voluntary"
-
-    @api.depends("subscription_state")
-    def _compute_churned_mrr(self):
-        # Only the status triggers it: the figure is frozen at the closing and
-        # does not follow later changes of the lines or of the rates.
-        rates = {}
-        for order in self:
-            if order.subscription_state != "6_churn":
-                order.churned_mrr = 0.0
-                continue
-            company = order.company_id
-            day = order.end_date or fields.Date.context_today(order)
-            key = (order.currency_id, company, day)
-            if key not in rates:
-                rates[key] = self.env["res.currency"]._get_conversion_rate(
-                    order.currency_id, company.currency_id, company, day
-                )
-            order.churned_mrr = company.currency_id.round(order.recurring_monthly * rates[key])
-
-    @api.depends(
-        "is_subscription",
-        "order_line.price_subtotal",
-        "order_line.product_id.recurring_invoice",
-        "plan_id.billing_period_value",
-        "plan_id.billing_period_unit",
-    )
-    def _compute_recurring_monthly(self):
-        months_per_unit = {"week": 12 / 52, "month": 1, "year": 12}
-        for order in self:
-            plan = order.plan_id
-            if order.is_subscription and plan:
-                months = plan.billing_period_value * months_per_unit[plan.billing_period_unit]
-                amount = sum(order._get_recurring_lines().mapped("price_subtotal"))
-                order.recurring_monthly = amount / months
-            else:
-                order.recurring_monthly = 0.0
 
     # ------------------------------------------------------------------
     # Periods
@@ -282,19 +208,6 @@ class SaleOrder(models.Model):
     # Periods are facts
     # ------------------------------------------------------------------
 
-    def write(self, vals):
-        """Once a period is invoiced, the start date, the plan and the
-        periods billed are facts: refused through the ORM too. Until then the
-        next invoice date follows the start date. Whether the period of the
-        next invoice date is due is set whenever that date is written."""
-        if not self or not vals.keys() & {"start_date", "plan_id", "next_invoice_date"}:
-            return super().write(vals)
-        self._check_billed_periods(vals)
-        groups = self._subscription_date_values(vals)
-        for ids, group_vals in groups.items():
-            super(SaleOrder, self.browse(ids)).write(group_vals)
-        return True
-
     def _check_billed_periods(self, vals):
         """Raise a ``UserError`` if ``vals`` would move the periods already
         invoiced of a subscription of ``self``."""
@@ -316,15 +229,14 @@ class SaleOrder(models.Model):
                         "invoiced (%(date)s)",
                         date=format_date(self.env, last_billed),
                     )
-        if refusals:
-            raise UserError(
-                self.env._(
-                    "A period of these subscriptions is invoiced: what it billed can no longer "
-                    "change. Cancel its invoice first, or close the subscription and make a new "
-                    "one. Nothing was changed because of:\n%(orders)s",
-                    orders=self._subscription_refusal_list(refusals),
-                )
-            )
+        self._subscription_refuse(
+            refusals,
+            self.env._(
+                "A period of these subscriptions is invoiced: what it billed can no longer "
+                "change. Cancel its invoice first, or close the subscription and make a new one. "
+                "Nothing was changed because of:"
+            ),
+        )
 
     def _subscription_date_values(self, vals):
         """``{ids: vals}``: ``vals`` for each group of orders of ``self``,
@@ -386,14 +298,10 @@ class SaleOrder(models.Model):
         )
         if not subscriptions:
             return super()._create_invoices(grouped=grouped, final=final, date=date)
-        refusals = subscriptions._get_invoice_refusals()
-        if refusals:
-            raise UserError(
-                self.env._(
-                    "These subscriptions cannot be invoiced now:\n%(orders)s",
-                    orders=self._subscription_refusal_list(refusals),
-                )
-            )
+        self._subscription_refuse(
+            subscriptions._get_invoice_refusals(),
+            self.env._("These subscriptions cannot be invoiced now:"),
+        )
         subscriptions.lock_for_update(allow_referencing=True)
         subscriptions._subscription_open_due_periods()
         nothing = subscriptions.filtered(
@@ -401,22 +309,18 @@ class SaleOrder(models.Model):
                 not order.invoice_due and not any(line.qty_to_invoice for line in order.order_line)
             )
         )
-        if nothing:
-            raise UserError(
-                self.env._(
-                    "Nothing to invoice yet on these subscriptions: the current period is "
-                    "already invoiced, or the subscription closes before the next one.\n"
-                    "%(orders)s",
-                    orders="\n".join(
-                        self.env._(
-                            "- %(order)s: next invoice on %(date)s",
-                            order=order.display_name,
-                            date=format_date(self.env, order.next_invoice_date),
-                        )
-                        for order in nothing[:REFUSALS_SHOWN]
-                    ),
+        self._subscription_refuse(
+            {
+                order: self.env._(
+                    "next invoice on %(date)s", date=format_date(self.env, order.next_invoice_date)
                 )
-            )
+                for order in nothing
+            },
+            self.env._(
+                "Nothing to invoice yet on these subscriptions: the current period is already "
+                "invoiced, or the subscription closes before the next one."
+            ),
+        )
         periods = {
             order.id: order._get_invoice_period() for order in subscriptions if order.invoice_due
         }
@@ -474,14 +378,10 @@ class SaleOrder(models.Model):
                     period=move.subscription_id._get_subscription_period_label(start, end),
                     invoice=move.name or move.display_name,
                 )
-        if refusals:
-            raise UserError(
-                self.env._(
-                    "A period is never invoiced twice. Nothing was invoiced because of:\n"
-                    "%(orders)s",
-                    orders=self._subscription_refusal_list(refusals),
-                )
-            )
+        self._subscription_refuse(
+            refusals,
+            self.env._("A period is never invoiced twice. Nothing was invoiced because of:"),
+        )
 
     def _subscription_periods_invoiced(self, moves, periods):
         """Move the next invoice date of the subscriptions of ``self`` past
@@ -636,41 +536,30 @@ class SaleOrder(models.Model):
         under *Orders to Invoice* with its recurring lines to invoice, until
         the invoicing bills them. Runs every hour: cheap (one write per
         batch), so that the figures turn on the period's first day, not at
-        the daily invoicing. Batches locked with SKIP LOCKED; what another
-        transaction holds (e.g. the invoicing) is looked at a minute later."""
-        domain = self._get_invoice_due_domain() & Domain("invoice_due", "=", False)
-        closing_before = []  # closing before their next period: nothing due
-        while True:
-            orders = self._subscription_lock(
-                domain & Domain("id", "not in", closing_before),
-                batch_size,
-                retry_cron="subscription_close.ir_cron_open_due_periods",
-            )
-            if not orders:
-                break
+        the daily invoicing (:meth:`_subscription_run_job`)."""
+
+        def open_periods(orders):
             opened = orders._subscription_open_due_periods()
-            closing_before += (orders - opened).ids
-            orders._subscription_release_cache()
-            remaining = self.search_count(domain & Domain("id", "not in", closing_before))
-            time_left = self.env["ir.cron"]._commit_progress(len(orders), remaining=remaining)
-            if not remaining or not time_left:
-                break
+            # Those closing before their next period have nothing due.
+            return len(opened), orders - opened
+
+        self._subscription_run_job(
+            self._get_invoice_due_domain() & Domain("invoice_due", "=", False),
+            open_periods,
+            batch_size,
+            "subscription_close.ir_cron_open_due_periods",
+        )
 
     @api.model
     def _cron_create_recurring_invoices(self, batch_size=INVOICE_BATCH_SIZE):
-        """Invoice every subscription whose next invoice date has come.
-
-        Batches of ``batch_size`` subscriptions locked with SKIP LOCKED, each
-        invoiced and committed with the cron progress: two workers never
-        invoice the same period, and running the job twice invoices nothing
-        more (the next invoice date moves in the same transaction). A
-        subscription that cannot be invoiced is logged and skipped until the
-        next run; one that missed several periods gets one invoice per period.
-        One process invoices at a time (:meth:`_subscription_job_mutex`):
-        another run meanwhile looks again a minute later. A batch in
-        conflict with another transaction is rolled back and done again
-        (:data:`BATCH_CONFLICT_TRIES` times, then a minute later).
-        """
+        """Invoice every subscription whose next invoice date has come, in
+        batches (:meth:`_subscription_run_job`): two workers never invoice
+        the same period, and running the job twice invoices nothing more (the
+        next invoice date moves in the same transaction). A subscription that
+        cannot be invoiced is logged and left to the next run; one that
+        missed several periods gets one invoice per period. One process
+        invoices at a time (:meth:`_subscription_job_mutex`): another run
+        meanwhile looks again a minute later."""
         cron_xmlid = "subscription_close.ir_cron_create_recurring_invoices"
         with self._subscription_job_mutex("recurring_invoicing") as holder:
             if not holder:
@@ -681,85 +570,38 @@ class SaleOrder(models.Model):
                 return
             # A fresh snapshot, taken once the job is ours.
             self.env["ir.cron"]._commit_progress(0)
-            self._create_recurring_invoices_batches(batch_size, cron_xmlid)
+            self._subscription_run_job(
+                self._get_invoice_due_domain(),
+                lambda orders: orders._create_recurring_invoices_batch(),
+                batch_size,
+                cron_xmlid,
+            )
 
-    @api.model
-    def _create_recurring_invoices_batches(self, batch_size, cron_xmlid):
-        """The batches of :meth:`_cron_create_recurring_invoices`."""
-        domain = self._get_invoice_due_domain()
-        skipped = []
-        conflicts = 0
-        while True:
-            try:
-                processed, batch_skipped = self._create_recurring_invoices_batch(
-                    domain & Domain("id", "not in", skipped), batch_size, cron_xmlid
-                )
-            except CONCURRENCY_ERRORS as error:
-                # Another transaction committed a change to a record this
-                # batch writes too (e.g. a user posting an invoice of the
-                # same customer): the batch is rolled back and done again.
-                self.env.cr.rollback()
-                self.env.invalidate_all()
-                conflicts += 1
-                _logger.info("Recurring invoicing batch in conflict, done again: %s", error)
-                if conflicts >= BATCH_CONFLICT_TRIES:
-                    self._subscription_retry_later(cron_xmlid)
-                    break
-                continue
-            if processed is None:
-                break
-            skipped += batch_skipped
-            remaining = self.search_count(domain & Domain("id", "not in", skipped))
-            time_left = self.env["ir.cron"]._commit_progress(processed, remaining=remaining)
-            if not remaining or not time_left:
-                break
-
-    @api.model
-    def _create_recurring_invoices_batch(self, domain, batch_size, cron_xmlid):
-        """Lock up to ``batch_size`` subscriptions of ``domain`` and invoice
-        those that are due, flushed (a conflict with another transaction
-        raises here, not at commit). Returns how many were invoiced (None
-        when none was left to lock) and the ids to skip until the next run
-        (not due, or failed)."""
-        orders = self._subscription_lock(domain, batch_size, retry_cron=cron_xmlid)
-        if not orders:
-            return None, []
-        today_by_id = orders._get_subscription_today()
-        not_due = orders.filtered(
-            lambda order, today_by_id=today_by_id: not order._is_invoice_due(today_by_id[order.id])
-        )
-        _moves, failed = (orders - not_due)._create_recurring_invoices_safely()
-        # Memory stays bounded by a batch: invoices, their lines and
-        # everything they computed leave the cache once written.
-        self.env.flush_all()
-        self.env.invalidate_all()
-        return len(orders) - len(not_due) - len(failed), not_due.ids + failed.ids
+    def _create_recurring_invoices_batch(self):
+        """Invoice the subscriptions of ``self`` (a locked batch of the
+        scheduled action) whose period is due; one that fails does not stop
+        the others. Returns how many were invoiced and those to leave for the
+        next run (not due after all, or failed)."""
+        today_by_id = self._get_subscription_today()
+        not_due = self.filtered(lambda order: not order._is_invoice_due(today_by_id[order.id]))
+        _moves, failed = (self - not_due)._create_recurring_invoices_safely()
+        return len(self) - len(not_due) - len(failed), not_due | failed
 
     # ------------------------------------------------------------------
     # Closing and billing together
     # ------------------------------------------------------------------
 
-    def _action_close(self, reason, end_dates, author=None, retention_shown=False):
-        """Closing now a subscription whose plan says so prepares a draft
-        credit note for the unused days of the period already invoiced."""
-        # Known before the closing changes the orders (e.g. ends their pause).
-        unused_starts = self._get_unused_start_dates(end_dates)
-        res = super()._action_close(
-            reason, end_dates, author=author, retention_shown=retention_shown
-        )
+    def _create_close_credit_notes(self, unused_starts):
+        """The subscriptions of ``self`` closed now whose plan says so get a
+        draft credit note for the days they do not use
+        (:meth:`_create_prorated_credit_notes`). Called by
+        :meth:`_action_close`."""
         # Big selections left the cache by chunks: only the fields used here
         # are read again.
-        orders = self._subscription_prefetch(["plan_id", "subscription_state", "company_id"])
-        closed_now = orders.filtered(
-            lambda order: (
-                order.plan_id.close_refund == "prorated"
-                and order.subscription_state == "6_churn"
-                and end_dates[order.id] == order._subscription_today()
-            )
-        )
-        if closed_now:
-            closed_now.with_env(self.env)._create_prorated_credit_notes(unused_starts)
-        return res
+        orders = self._subscription_prefetch(["plan_id"])
+        prorated = orders.filtered(lambda order: order.plan_id.close_refund == "prorated")
+        if prorated:
+            prorated.with_env(self.env)._create_prorated_credit_notes(unused_starts)
 
     def _cancel_draft_credit_notes(self):
         """Cancel the draft prorated credit notes of the subscriptions of
@@ -780,12 +622,15 @@ class SaleOrder(models.Model):
     def _get_unused_start_dates(self, end_dates):
         """``{order_id: date}``: the first day the subscriptions of ``self``
         do not use when they end on ``end_dates`` (``{order_id: date}``):
-        the day after their end date."""
-        return {
-            order.id: end_dates[order.id] + timedelta(days=1)
-            for order in self
-            if end_dates.get(order.id)
-        }
+        the day after their end date, or the first day of their pause (a
+        paused subscription has not been used since)."""
+        starts = {}
+        for order in self:
+            if end_dates.get(order.id):
+                starts[order.id] = end_dates[order.id] + timedelta(days=1)
+                if order.pause_start_date:
+                    starts[order.id] = min(starts[order.id], order.pause_start_date)
+        return starts
 
     def _create_prorated_credit_notes(self, unused_starts=None):
         """A draft credit note, per subscription of ``self`` (closed), for the
@@ -918,53 +763,49 @@ class SaleOrder(models.Model):
         return unpaid
 
     @api.model
+    def _get_overdue_invoice_domain(self):
+        """The posted customer invoices of subscriptions in progress not fully
+        paid after their due date (today of each invoice's company)."""
+        return (
+            Domain("subscription_id.subscription_state", "=", "3_progress")
+            & Domain("move_type", "=", "out_invoice")
+            & Domain("state", "=", "posted")
+            & Domain("payment_state", "in", ("not_paid", "partial"))
+            & self.env["account.move"]._subscription_date_domain("invoice_date_due", "<")
+        )
+
+    @api.model
     def _cron_close_unpaid(self, batch_size=INVOICE_BATCH_SIZE):
         """Queue the overdue reminders of the plans that send them, then
         close the subscriptions left unpaid too long (:meth:`_close_unpaid`),
-        in batches locked with SKIP LOCKED and committed with the cron
-        progress. Invoices are never changed."""
+        in batches (:meth:`_subscription_run_job`). Invoices are never
+        changed."""
         self._subscription_queue_overdue_reminders()
         # The reminders are kept if a batch below must start again.
         self.env["ir.cron"]._commit_progress(0)
-        candidates = self.env["account.move"]._read_group(
-            [
-                ("subscription_id.subscription_state", "=", "3_progress"),
-                ("subscription_id.plan_id.auto_close_days", ">", 0),
-                ("move_type", "=", "out_invoice"),
-                ("state", "=", "posted"),
-                ("payment_state", "in", ("not_paid", "partial")),
-                ("invoice_date_due", "<", fields.Date.today()),
-            ],
-            ["subscription_id"],
-        )
-        order_ids = [order.id for (order,) in candidates]
-        for batch_ids in split_every(batch_size, order_ids):
-            # Locked as every job's batch: what another transaction holds or
-            # changes meanwhile is left to a run a minute later.
-            orders = self._subscription_lock(
-                Domain("id", "in", batch_ids) & Domain("subscription_state", "=", "3_progress"),
-                batch_size,
-                retry_cron="subscription_close.ir_cron_close_unpaid",
-            )
+
+        def close(orders):
             closed = orders._close_unpaid()
-            orders._subscription_release_cache()
-            self.env["ir.cron"]._commit_progress(len(closed))
+            return len(closed), orders - closed  # not overdue long enough yet
+
+        self._subscription_run_job(
+            Domain("subscription_state", "=", "3_progress")
+            & Domain("plan_id.auto_close_days", ">", 0)
+            & Domain("subscription_invoice_ids", "any", self._get_overdue_invoice_domain()),
+            close,
+            batch_size,
+            "subscription_close.ir_cron_close_unpaid",
+        )
 
     @api.model
     def _subscription_queue_overdue_reminders(self):
         """Queue one reminder per overdue invoice of subscriptions whose plan
         sends them."""
         overdue = self.env["account.move"].search(
-            [
-                ("subscription_id.subscription_state", "=", "3_progress"),
-                ("subscription_id.plan_id.send_overdue_reminder", "=", True),
-                ("move_type", "=", "out_invoice"),
-                ("state", "=", "posted"),
-                ("payment_state", "in", ("not_paid", "partial")),
-                ("invoice_date_due", "<", fields.Date.today()),
-                ("subscription_reminder_sent", "=", False),
-                ("subscription_mail_to_send", "=", False),
-            ]
+            self._get_overdue_invoice_domain()
+            & Domain("subscription_id.plan_id.send_overdue_reminder", "=", True)
+            & Domain("subscription_reminder_sent", "=", False)
+            & Domain("subscription_mail_to_send", "=", False)
         )
         if overdue:
             overdue.write(

@@ -184,21 +184,6 @@ class SaleSubscriptionPlan(models.Model):
         unit = {"week": "weeks", "month": "months", "year": "years"}[self.billing_period_unit]
         return relativedelta(**{unit: self.billing_period_value})
 
-    def _add_periods(self, start, count=1):
-        """Return ``start`` moved ``count`` billing periods forward.
-
-        The periods are always added to the original ``start`` date, so a
-        subscription started on 31 January bills on 28/29 February, 31 March,
-        30 April... and never drifts to the 28th.
-        """
-        self.ensure_one()
-        period = self._get_billing_period()
-        return start + relativedelta(
-            years=period.years * count,
-            months=period.months * count,
-            days=period.days * count,
-        )
-
     def _next_period_start(self, period_start, anchor_day):
         """The day after the billing period that starts on ``period_start``.
 

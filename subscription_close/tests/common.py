@@ -82,6 +82,10 @@ class SubscriptionCommon(SaleCommon):
         )
         if confirm:
             order.action_confirm()
+            # The transaction of the confirmation ends: mail logs its tracking
+            # (a record's changes in the transaction that creates it are not).
+            order.env.flush_all()
+            order.env.cr.flush()
         return order
 
     @classmethod

@@ -9,7 +9,7 @@ from odoo.tests import Form, new_test_user, tagged
 
 from .common import SubscriptionCommon, SubscriptionPortalCommon
 
-CLOSING_MODULE = "odoo.addons.subscription_close.models.sale_order_closing"
+CLOSING_MODULE = "odoo.addons.subscription_close.models.sale_subscription_job"
 
 
 @tagged("post_install", "-at_install")
@@ -269,7 +269,7 @@ class TestClosingChatterAndBatches(SubscriptionCommon):
         self.flush_tracking()
         messages = self.env["mail.message"].search_count([("model", "=", "sale.order")])
         with (
-            patch(f"{CLOSING_MODULE}.CLOSE_CHUNK_SIZE", 2),
+            patch(f"{CLOSING_MODULE}.CHUNK_SIZE", 2),
             self.assertRaisesText(f"{quotation.name}: still a quotation"),
         ):
             self._close(selection, self.reason)
@@ -279,7 +279,7 @@ class TestClosingChatterAndBatches(SubscriptionCommon):
             self.env["mail.message"].search_count([("model", "=", "sale.order")]), messages
         )
         # Without the refused order, every chunk is closed.
-        with patch(f"{CLOSING_MODULE}.CLOSE_CHUNK_SIZE", 2):
+        with patch(f"{CLOSING_MODULE}.CHUNK_SIZE", 2):
             self._close(running, self.reason)
         self.assertEqual(set(running.mapped("subscription_state")), {"6_churn"})
 

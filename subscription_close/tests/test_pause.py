@@ -10,7 +10,7 @@ from .common import SubscriptionCommon
 
 RESUME_CRON = "subscription_close.ir_cron_resume_paused"
 INVOICING_CRON = "subscription_close.ir_cron_create_recurring_invoices"
-CLOSING_MODULE = "odoo.addons.subscription_close.models.sale_order_closing"
+CLOSING_MODULE = "odoo.addons.subscription_close.models.sale_subscription_job"
 
 
 class PauseCommon(SubscriptionCommon):
@@ -132,7 +132,8 @@ class TestPause(PauseCommon):
     def test_bad_resume_dates(self):
         order = self._create_subscription()
         for bad in (date(2026, 6, 10), date(2026, 6, 1)):
-            with self.assertRaisesText("Choose a resume date after today"):
+            # The popup and the pause refuse it alike: one rule.
+            with self.assertRaisesText("A pause resumes after today"):
                 self._pause_with_wizard(order, bad)
             with self.assertRaisesText("A pause resumes after today"):
                 self._pause(order, bad)
@@ -181,7 +182,7 @@ class TestPause(PauseCommon):
         self.flush_tracking()
         messages = self.env["mail.message"].search_count([("model", "=", "sale.order")])
         with (
-            patch(f"{CLOSING_MODULE}.CLOSE_CHUNK_SIZE", 2),
+            patch(f"{CLOSING_MODULE}.CHUNK_SIZE", 2),
             self.assertRaisesText(f"{closed.name}: already closed"),
         ):
             self._pause(orders + closed)
@@ -189,7 +190,7 @@ class TestPause(PauseCommon):
         self.assertEqual(
             self.env["mail.message"].search_count([("model", "=", "sale.order")]), messages
         )
-        with patch(f"{CLOSING_MODULE}.CLOSE_CHUNK_SIZE", 2):
+        with patch(f"{CLOSING_MODULE}.CHUNK_SIZE", 2):
             self._pause(orders)
             self.assertEqual(set(orders.mapped("subscription_state")), {"4_paused"})
             orders._action_resume()
@@ -215,7 +216,7 @@ class TestPause(PauseCommon):
         order = self._create_subscription()
         self._pause(order, date(2026, 8, 1))
         self.assertEqual(order._get_period_end_dates(), {order.id: date(2026, 6, 10)})
-        with self.assertRaisesText("A paused subscription can only be closed now"):
+        with self.assertRaisesText("paused: it can only be closed now"):
             self._close(order, self.reason, date(2026, 6, 30))
         self.assertEqual(order.subscription_state, "4_paused")
         self.assertFalse(order.end_date)

@@ -148,7 +148,7 @@ class TestClosePerformance(PerformanceCommon):
         orders = self.orders_200.with_env(self.env)
         counts = []
         offset = 0
-        with patch("odoo.addons.subscription_close.models.sale_order_closing.CLOSE_CHUNK_SIZE", 5):
+        with patch("odoo.addons.subscription_close.models.sale_subscription_job.CHUNK_SIZE", 5):
             for size in (5, 10, 15, 20):
                 selection = orders[offset : offset + size]
                 offset += size

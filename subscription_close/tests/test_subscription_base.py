@@ -37,15 +37,16 @@ class TestRecurringPlan(SubscriptionCommon):
         self.assertEqual(self.plan_year.billing_period_display, "Yearly")
         self.assertEqual(self.plan_week.billing_period_display, "Every 2 weeks")
 
-    def test_add_periods_keeps_month_end(self):
+    def test_next_period_start_keeps_month_end(self):
         plan = self.plan_month
-        start = date(2026, 1, 31)
-        self.assertEqual(plan._add_periods(start), date(2026, 2, 28))
-        self.assertEqual(plan._add_periods(start, 2), date(2026, 3, 31))
-        self.assertEqual(plan._add_periods(start, 3), date(2026, 4, 30))
-        self.assertEqual(plan._add_periods(date(2024, 1, 31)), date(2024, 2, 29))
-        self.assertEqual(self.plan_year._add_periods(date(2024, 2, 29)), date(2025, 2, 28))
-        self.assertEqual(self.plan_week._add_periods(date(2026, 12, 25)), date(2027, 1, 8))
+        self.assertEqual(plan._next_period_start(date(2026, 1, 31), 31), date(2026, 2, 28))
+        self.assertEqual(plan._next_period_start(date(2026, 2, 28), 31), date(2026, 3, 31))
+        self.assertEqual(plan._next_period_start(date(2026, 3, 31), 31), date(2026, 4, 30))
+        self.assertEqual(plan._next_period_start(date(2024, 1, 31), 31), date(2024, 2, 29))
+        year = self.plan_year
+        self.assertEqual(year._next_period_start(date(2024, 2, 29), 29), date(2025, 2, 28))
+        week = self.plan_week
+        self.assertEqual(week._next_period_start(date(2026, 12, 25), 25), date(2027, 1, 8))
 
     def test_archive_plan(self):
         plan = self.plan_year

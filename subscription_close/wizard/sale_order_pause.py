@@ -33,9 +33,9 @@ class SaleOrderPause(models.TransientModel):
         self.ensure_one()
         orders = self.order_ids
         if self.resume_when == "date":
-            today_by_id = orders._get_subscription_today()
-            if not self.resume_date or any(self.resume_date <= day for day in today_by_id.values()):
+            if not self.resume_date:
                 raise UserError(self.env._("Choose a resume date after today, or resume by hand."))
+            # A date that is not after today is refused by the pause itself.
             resume_dates = dict.fromkeys(orders.ids, self.resume_date)
         else:
             resume_dates = dict.fromkeys(orders.ids, False)
