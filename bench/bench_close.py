@@ -28,21 +28,19 @@ ways write through the ORM (``write()`` and ``create()``). Run it with
 """
 
 import argparse
-import contextlib
 import datetime
-import os
-import platform
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-import tracemalloc
-import zipfile
 from unittest.mock import patch
 
-PEER_REQUIREMENT = "odoo-addon-subscription-oca>=19.0,<19.1"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from measure import (
+    Targets,
+    bench_databases,
+    create_peer_subscriptions,
+    create_subscriptions,
+    measure,
+    one_request_each,
+    print_header,
+)
+from procs import odoo_env
 
 
 def parse_args():
@@ -65,162 +63,25 @@ def parse_args():
 
 
 # ----------------------------------------------------------------------
-# Setup: peer download, databases
-# ----------------------------------------------------------------------
-
-
-def download_peer(folder):
-    """Download the OCA wheel into ``folder`` and unpack it; return the addons
-    folder that holds ``subscription_oca``."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--dest",
-            folder,
-            PEER_REQUIREMENT,
-        ],
-        check=True,
-    )
-    wheel = next(name for name in os.listdir(folder) if name.endswith(".whl"))
-    with zipfile.ZipFile(os.path.join(folder, wheel)) as archive:
-        archive.extractall(os.path.join(folder, "unpacked"))
-    addons = os.path.join(folder, "unpacked", "odoo", "addons")
-    assert os.path.isdir(os.path.join(addons, "subscription_oca")), addons
-    return addons, wheel
-
-
-def odoo_addons_path(extra):
-    from odoo.tools import config
-
-    return ",".join([REPO_ROOT, *extra, config.addons_base_dir, config.addons_community_dir])
-
-
-def create_database(db, addons_path, module):
-    subprocess.run(["dropdb", "--if-exists", db], check=True)
-    print(f"  installing {module} in a fresh database {db}...", flush=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "odoo",
-            "server",
-            f"--database={db}",
-            f"--addons-path={addons_path}",
-            f"--init={module}",
-            "--stop-after-init",
-            "--http-interface=127.0.0.1",
-            "--log-level=warn",
-        ],
-        check=True,
-    )
-
-
-def open_registry(db):
-    from odoo.modules.registry import Registry
-
-    return Registry(db)
-
-
-# ----------------------------------------------------------------------
-# Measuring
-# ----------------------------------------------------------------------
-
-
-def measure(env, func, runs, warmup=True, memory=True, setup=None):
-    """Run ``func`` ``runs`` times, each time rolled back; return the median
-    seconds, the queries of one run and the peak Python memory of one run.
-    ``warmup`` adds a first, unmeasured run that fills Odoo's caches;
-    ``memory`` adds a run under tracemalloc (slow, so not timed); ``setup``
-    runs before each run, inside its savepoint, and is not measured."""
-    cr = env.cr
-    seconds, queries = [], []
-    warmups = 1 if warmup else 0
-    for _run in range(runs + warmups):
-        env.flush_all()
-        cr.execute("SAVEPOINT bench")
-        if setup:
-            setup()
-            env.flush_all()
-        env.invalidate_all()
-        start_count = cr.sql_log_count
-        start = time.perf_counter()
-        func()
-        env.flush_all()
-        cr.flush()  # run what Odoo runs at commit (the chatter tracking)
-        elapsed = time.perf_counter() - start
-        queries.append(cr.sql_log_count - start_count)
-        seconds.append(elapsed)
-        cr.execute("ROLLBACK TO SAVEPOINT bench")
-        env.invalidate_all()
-    result = {
-        "seconds": statistics.median(seconds[warmups:]),
-        "queries": statistics.median(queries[warmups:]),
-        "peak_mib": None,
-    }
-    if not memory:
-        return result
-    # One more run for the memory: tracemalloc slows Python down, so it is
-    # not timed.
-    env.flush_all()
-    cr.execute("SAVEPOINT bench")
-    if setup:
-        setup()
-        env.flush_all()
-    env.invalidate_all()
-    tracemalloc.start()
-    func()
-    env.flush_all()
-    cr.flush()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    cr.execute("ROLLBACK TO SAVEPOINT bench")
-    env.invalidate_all()
-    result["peak_mib"] = peak / 2**20
-    return result
-
-
-# ----------------------------------------------------------------------
 # subscription_close
 # ----------------------------------------------------------------------
 
 
 def build_subscriptions(env, count):
     """``count`` In Progress subscriptions, created and confirmed in batches."""
-    from odoo.fields import Command
-
     plan = env["sale.subscription.plan"].create({"name": "Bench monthly", "user_closable": True})
     product = env["product.product"].create(
         {"name": "Bench subscription", "type": "service", "recurring_invoice": True}
     )
-    partner = env["res.partner"].create({"name": "Bench customer", "email": "bench@example.com"})
-    orders = env["sale.order"]
-    for start in range(0, count, 1000):
-        batch = env["sale.order"].create(
-            [
-                {
-                    "partner_id": partner.id,
-                    "plan_id": plan.id,
-                    "order_line": [Command.create({"product_id": product.id})],
-                }
-                for _i in range(min(1000, count - start))
-            ]
-        )
-        batch.action_confirm()
+
+    def invoiced(batch):
         # In progress, the current period invoiced: the next invoice is due
         # in a month (as after the invoicing job).
         batch.with_context(tracking_disable=True).write(
             {"next_invoice_date": datetime.date.today() + datetime.timedelta(days=30)}
         )
-        orders |= batch
-        env.flush_all()
-        env.invalidate_all()
-    return orders
+
+    return create_subscriptions(env, plan, product, count, confirmed=invoiced)
 
 
 def close_with_popup(env, order_ids, reason):
@@ -237,15 +98,13 @@ def close_with_popup_one_by_one(env, order_ids, reason):
     """The same popup, one subscription per request: flushed, its tracking
     run and the cache cleared after each, as the peer is measured."""
 
+    def close_one(order_id):
+        env["sale.order.close"].create(
+            {"order_ids": [(6, 0, [order_id])], "close_reason_id": reason.id}
+        ).action_close()
+
     def run():
-        Wizard = env["sale.order.close"]
-        for order_id in order_ids:
-            Wizard.create(
-                {"order_ids": [(6, 0, [order_id])], "close_reason_id": reason.id}
-            ).action_close()
-            env.flush_all()
-            env.cr.flush()
-            env.invalidate_all()
+        one_request_each(env, order_ids, close_one)
 
     return None, run
 
@@ -302,47 +161,22 @@ def close_with_sql(env, order_ids, reason):
 
 
 def build_peer_subscriptions(env, count):
-    stage = env.ref("subscription_oca.subscription_stage_in_progress")
     template = env["sale.subscription.template"].create({"name": "Bench monthly"})
-    partner = env["res.partner"].create({"name": "Bench customer", "email": "bench@example.com"})
-    pricelist = env["product.pricelist"].search([], limit=1) or env["product.pricelist"].create(
-        {"name": "Bench"}
-    )
-    subscriptions = env["sale.subscription"]
-    for start in range(0, count, 1000):
-        subscriptions |= env["sale.subscription"].create(
-            [
-                {
-                    "partner_id": partner.id,
-                    "template_id": template.id,
-                    "pricelist_id": pricelist.id,
-                    "stage_id": stage.id,
-                    "in_progress": True,
-                    "date_start": datetime.date.today(),
-                }
-                for _i in range(min(1000, count - start))
-            ]
-        )
-        env.flush_all()
-        env.invalidate_all()
-    return subscriptions
+    return create_peer_subscriptions(env, template, count)
 
 
 def close_with_peer_wizard(env, subscription_ids, reason):
-    """One close per request, as a user does it in the peer's interface: each
-    close is flushed and its chatter tracking run (what Odoo does at the end
-    of a request), and the cache is cleared, so that the peer does not pay
-    for thousands of closes pending in one transaction."""
+    """One close per request, as a user does it in the peer's interface (see
+    :func:`measure.one_request_each`): the peer does not pay for thousands
+    of closes pending in one transaction."""
+
+    def close_one(subscription_id):
+        env["close.reason.wizard"].with_context(active_id=subscription_id).create(
+            {"close_reason_id": reason.id}
+        ).button_confirm()
 
     def run():
-        Wizard = env["close.reason.wizard"]
-        for subscription_id in subscription_ids:
-            Wizard.with_context(active_id=subscription_id).create(
-                {"close_reason_id": reason.id}
-            ).button_confirm()
-            env.flush_all()
-            env.cr.flush()
-            env.invalidate_all()
+        one_request_each(env, subscription_ids, close_one)
 
     return run
 
@@ -359,108 +193,55 @@ def compare(seconds, reference):
     return f"{seconds / reference:.1f}x slower"
 
 
-def machine_name():
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{platform.node()} ({cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()})"
-
-
 def main():
     args = parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     peer_runs = args.peer_runs or args.runs
 
-    import odoo
-    from odoo.tools import config
-
     results = []  # (N, way, measure)
-    with tempfile.TemporaryDirectory(prefix="subscription_close_bench_") as tmp:
-        extra, peer_wheel = [], None
-        if not args.skip_peer:
-            print("Downloading the peer (OCA subscription_oca)...", flush=True)
-            peer_addons, peer_wheel = download_peer(tmp)
-            extra.append(peer_addons)
-        addons_path = odoo_addons_path(extra)
-        ours_db = f"{args.db_prefix}_ours"
-        peer_db = f"{args.db_prefix}_oca"
-        create_database(ours_db, addons_path, "subscription_close")
-        if not args.skip_peer:
-            create_database(peer_db, addons_path, "subscription_oca")
-
-        config.parse_config(
-            [f"--addons-path={addons_path}", "--log-level=warn", "--http-interface=127.0.0.1"],
-            setup_logging=True,
-        )
-        from odoo import api
-
-        try:
-            registry = open_registry(ours_db)
-            with registry.cursor() as cr:
-                env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-                admin = env.ref("base.user_admin")
-                env = env(user=admin, context=admin.context_get())
-                print(f"  building {max(sizes)} subscriptions (subscription_close)...", flush=True)
-                all_ids = build_subscriptions(env, max(sizes)).ids
-                reason = env.ref("subscription_close.close_reason_too_expensive")
-                for index, size in enumerate(sizes):
-                    ids = all_ids[:size]
-                    for way, factory in (
-                        ("popup", close_with_popup),
-                        ("popup1", close_with_popup_one_by_one),
-                        ("cron", close_with_cron),
-                        ("sql", close_with_sql),
-                    ):
-                        if way == "popup1" and size > args.one_by_one_max:
-                            continue
-                        print(f"  N={size} {way}...", flush=True)
-                        setup, run = factory(env, ids, reason)
-                        # One subscription at a time, memory does not depend on N.
-                        result = measure(
-                            env,
-                            run,
-                            args.runs,
-                            warmup=index == 0,
-                            memory=way != "popup1",
-                            setup=setup,
-                        )
-                        results.append((size, way, result))
-                cr.rollback()
-
-            if not args.skip_peer:
-                registry = open_registry(peer_db)
-                with registry.cursor() as cr:
-                    env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-                    admin = env.ref("base.user_admin")
-                    env = env(user=admin, context=admin.context_get())
-                    print(
-                        f"  building {max(sizes)} subscriptions (subscription_oca)...", flush=True
+    with bench_databases(args) as (ours_db, peer_db, peer_wheel):
+        with odoo_env(ours_db) as env:
+            print(f"  building {max(sizes)} subscriptions (subscription_close)...", flush=True)
+            all_ids = build_subscriptions(env, max(sizes)).ids
+            reason = env.ref("subscription_close.close_reason_too_expensive")
+            for index, size in enumerate(sizes):
+                ids = all_ids[:size]
+                for way, factory in (
+                    ("popup", close_with_popup),
+                    ("popup1", close_with_popup_one_by_one),
+                    ("cron", close_with_cron),
+                    ("sql", close_with_sql),
+                ):
+                    if way == "popup1" and size > args.one_by_one_max:
+                        continue
+                    print(f"  N={size} {way}...", flush=True)
+                    setup, run = factory(env, ids, reason)
+                    # One subscription at a time, memory does not depend on N.
+                    result = measure(
+                        env,
+                        run,
+                        args.runs,
+                        warmup=index == 0,
+                        memory=way != "popup1",
+                        setup=setup,
                     )
-                    all_ids = build_peer_subscriptions(env, max(sizes)).ids
-                    reason = env.ref("subscription_oca.close_reason_expensive")
-                    for index, size in enumerate(sizes):
-                        print(f"  N={size} oca...", flush=True)
-                        run = close_with_peer_wizard(env, all_ids[:size], reason)
-                        # The peer closes one subscription at a time: its memory
-                        # does not depend on N, and tracemalloc makes 10,000
-                        # closes last for minutes, so it is measured up to 1,000.
-                        result = measure(
-                            env, run, peer_runs, warmup=index == 0, memory=size <= 1000
-                        )
-                        results.append((size, "oca", result))
-                    cr.rollback()
-        finally:
-            from odoo.modules.registry import Registry
-            from odoo.sql_db import close_db
+                    results.append((size, way, result))
+            env.cr.rollback()
 
-            for db in (ours_db, peer_db):
-                Registry.delete(db)
-                close_db(db)
-                if not args.keep_db:
-                    subprocess.run(["dropdb", "--if-exists", db], check=False)
+        if not args.skip_peer:
+            with odoo_env(peer_db) as env:
+                print(f"  building {max(sizes)} subscriptions (subscription_oca)...", flush=True)
+                all_ids = build_peer_subscriptions(env, max(sizes)).ids
+                reason = env.ref("subscription_oca.close_reason_expensive")
+                for index, size in enumerate(sizes):
+                    print(f"  N={size} oca...", flush=True)
+                    run = close_with_peer_wizard(env, all_ids[:size], reason)
+                    # The peer closes one subscription at a time: its memory
+                    # does not depend on N, and tracemalloc makes 10,000
+                    # closes last for minutes, so it is measured up to 1,000.
+                    result = measure(env, run, peer_runs, warmup=index == 0, memory=size <= 1000)
+                    results.append((size, "oca", result))
+                env.cr.rollback()
 
     report(results, sizes, peer_wheel, args)
 
@@ -474,12 +255,7 @@ def report(results, sizes, peer_wheel, args):
         "oca": "OCA subscription_oca, close wizard",
         "sql": "raw SQL floor",
     }
-    print()
-    print(f"Machine: {machine_name()}")
-    print(f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, runs per measure: {args.runs}")
-    if peer_wheel:
-        print(f"Peer: {peer_wheel}")
-    print()
+    print_header(args, peer_wheel)
     header = "| N | way | seconds (median) | SQL queries | peak MiB | vs OCA | vs SQL floor |"
     print(header)
     print("|---:|---|---:|---:|---:|---:|---:|")
@@ -508,13 +284,8 @@ def report(results, sizes, peer_wheel, args):
 
 def check_targets(by_key, sizes):
     """Print the targets and whether this run meets them; exit 1 if not."""
-    failures = []
-
-    def check(ok, text, name):
-        print(f"[{'ok' if ok else 'FAIL'}] {text}")
-        if not ok:
-            failures.append(name)
-
+    targets = Targets()
+    check = targets.check
     popup_1000 = by_key.get((1000, "popup"))
     if popup_1000:
         queries = popup_1000["queries"]
@@ -557,9 +328,7 @@ def check_targets(by_key, sizes):
             f"{mib_small:.1f} MiB for one batch (<= 2x)",
             f"{way} memory",
         )
-    if failures:
-        print(f"Targets missed: {', '.join(failures)}")
-        sys.exit(1)
+    targets.exit_if_missed()
 
 
 if __name__ == "__main__":

@@ -20,21 +20,17 @@ with ``bench/run invoice`` (see the README).
 
 import argparse
 import datetime
-import os
-import sys
-import tempfile
 from unittest.mock import patch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from bench_close import (
-    create_database,
-    download_peer,
-    machine_name,
+from measure import (
+    Targets,
+    bench_databases,
+    create_peer_subscriptions,
+    create_subscriptions,
     measure,
-    odoo_addons_path,
-    open_registry,
+    print_header,
 )
+from procs import odoo_env
 
 
 def parse_args():
@@ -65,8 +61,6 @@ def income_account(env):
 
 
 def build_ours(env, count):
-    from odoo.fields import Command
-
     plan = env["sale.subscription.plan"].create(
         {"name": "Bench monthly", "send_invoice_mail": False}
     )
@@ -79,24 +73,7 @@ def build_ours(env, count):
             "property_account_income_id": income_account(env).id,
         }
     )
-    partner = env["res.partner"].create({"name": "Bench customer", "email": "bench@example.com"})
-    orders = env["sale.order"]
-    for start in range(0, count, 1000):
-        batch = env["sale.order"].create(
-            [
-                {
-                    "partner_id": partner.id,
-                    "plan_id": plan.id,
-                    "order_line": [Command.create({"product_id": product.id})],
-                }
-                for _i in range(min(1000, count - start))
-            ]
-        )
-        batch.action_confirm()
-        orders |= batch
-        env.flush_all()
-        env.invalidate_all()
-    return plan, orders
+    return plan, create_subscriptions(env, plan, product, count)
 
 
 def invoice_ours(env, plan, order_ids, mode):
@@ -126,7 +103,6 @@ def invoice_ours(env, plan, order_ids, mode):
 def build_peer(env, count):
     from odoo.fields import Command
 
-    stage = env.ref("subscription_oca.subscription_stage_in_progress")
     template = env["sale.subscription.template"].create(
         {"name": "Bench monthly", "recurring_rule_boundary": "unlimited"}
     )
@@ -138,32 +114,13 @@ def build_peer(env, count):
             "property_account_income_id": income_account(env).id,
         }
     )
-    partner = env["res.partner"].create({"name": "Bench customer", "email": "bench@example.com"})
-    pricelist = env["product.pricelist"].search([], limit=1) or env["product.pricelist"].create(
-        {"name": "Bench"}
-    )
-    subscriptions = env["sale.subscription"]
-    for start in range(0, count, 1000):
-        subscriptions |= env["sale.subscription"].create(
-            [
-                {
-                    "partner_id": partner.id,
-                    "template_id": template.id,
-                    "pricelist_id": pricelist.id,
-                    "stage_id": stage.id,
-                    "in_progress": True,
-                    "date_start": datetime.date.today(),
-                    "recurring_next_date": datetime.date.today(),
-                    "sale_subscription_line_ids": [
-                        Command.create({"product_id": product.id, "price_unit": 30.0})
-                    ],
-                }
-                for _i in range(min(1000, count - start))
-            ]
-        )
-        env.flush_all()
-        env.invalidate_all()
-    return template, subscriptions
+    values = {
+        "recurring_next_date": datetime.date.today(),
+        "sale_subscription_line_ids": [
+            Command.create({"product_id": product.id, "price_unit": 30.0})
+        ],
+    }
+    return template, create_peer_subscriptions(env, template, count, values)
 
 
 def invoice_peer(env, template, subscription_ids, mode):
@@ -194,69 +151,36 @@ def main():
     sizes = [int(size) for size in args.sizes.split(",")]
     peer_runs = args.peer_runs or args.runs
 
-    import odoo
-    from odoo import api
-    from odoo.tools import config
-
     results = []
-    with tempfile.TemporaryDirectory(prefix="subscription_close_bench_") as tmp:
-        extra, peer_wheel = [], None
-        if not args.skip_peer:
-            print("Downloading the peer (OCA subscription_oca)...", flush=True)
-            peer_addons, peer_wheel = download_peer(tmp)
-            extra.append(peer_addons)
-        addons_path = odoo_addons_path(extra)
-        ours_db, peer_db = f"{args.db_prefix}_ours", f"{args.db_prefix}_oca"
-        create_database(ours_db, addons_path, "subscription_close")
-        if not args.skip_peer:
-            create_database(peer_db, addons_path, "subscription_oca")
-        config.parse_config(
-            [f"--addons-path={addons_path}", "--log-level=warn", "--http-interface=127.0.0.1"],
-            setup_logging=True,
-        )
-        try:
-            for db, build, invoice, way in (
-                (ours_db, build_ours, invoice_ours, "ours"),
-                (peer_db, build_peer, invoice_peer, "oca"),
-            ):
-                if way == "oca" and args.skip_peer:
-                    continue
-                with open_registry(db).cursor() as cr:
-                    env = api.Environment(cr, odoo.SUPERUSER_ID, {})
-                    admin = env.ref("base.user_admin")
-                    env = env(user=admin, context=admin.context_get())
-                    largest = max(s for s in sizes if way == "ours" or s <= args.peer_max)
-                    print(f"  building {largest} due subscriptions ({way})...", flush=True)
-                    holder, records = build(env, largest)
-                    first = True
-                    for size in sizes:
-                        if way == "oca" and size > args.peer_max:
-                            continue
-                        for mode in ("draft", "posted"):
-                            print(f"  N={size} {way} {mode}...", flush=True)
-                            setup, run = invoice(env, holder, records.ids[:size], mode)
-                            result = measure(
-                                env,
-                                run,
-                                peer_runs if way == "oca" else args.runs,
-                                warmup=first,
-                                memory=way == "ours" or size <= 100,
-                                setup=setup,
-                            )
-                            first = False
-                            results.append((size, way, mode, result))
-                    cr.rollback()
-        finally:
-            import subprocess
-
-            from odoo.modules.registry import Registry
-            from odoo.sql_db import close_db
-
-            for db in (ours_db, peer_db):
-                Registry.delete(db)
-                close_db(db)
-                if not args.keep_db:
-                    subprocess.run(["dropdb", "--if-exists", db], check=False)
+    with bench_databases(args) as (ours_db, peer_db, peer_wheel):
+        for db, build, invoice, way in (
+            (ours_db, build_ours, invoice_ours, "ours"),
+            (peer_db, build_peer, invoice_peer, "oca"),
+        ):
+            if way == "oca" and args.skip_peer:
+                continue
+            with odoo_env(db) as env:
+                largest = max(s for s in sizes if way == "ours" or s <= args.peer_max)
+                print(f"  building {largest} due subscriptions ({way})...", flush=True)
+                holder, records = build(env, largest)
+                first = True
+                for size in sizes:
+                    if way == "oca" and size > args.peer_max:
+                        continue
+                    for mode in ("draft", "posted"):
+                        print(f"  N={size} {way} {mode}...", flush=True)
+                        setup, run = invoice(env, holder, records.ids[:size], mode)
+                        result = measure(
+                            env,
+                            run,
+                            peer_runs if way == "oca" else args.runs,
+                            warmup=first,
+                            memory=way == "ours" or size <= 100,
+                            setup=setup,
+                        )
+                        first = False
+                        results.append((size, way, mode, result))
+                env.cr.rollback()
     report(results, sizes, peer_wheel, args)
 
 
@@ -268,12 +192,7 @@ def report(results, sizes, peer_wheel, args):
         ("oca", "draft"): "OCA subscription_oca, Draft mode",
         ("oca", "posted"): "OCA subscription_oca, Invoice mode (no PDF/email)",
     }
-    print()
-    print(f"Machine: {machine_name()}")
-    print(f"Date: {datetime.datetime.now():%Y-%m-%d %H:%M}, runs per measure: {args.runs}")
-    if peer_wheel:
-        print(f"Peer: {peer_wheel}")
-    print()
+    print_header(args, peer_wheel)
     print(
         "| N | way | seconds (median) | ms per subscription | queries | queries per "
         "subscription | peak MiB | vs OCA |"
@@ -302,13 +221,8 @@ def report(results, sizes, peer_wheel, args):
 
 
 def check_targets(by_key, sizes):
-    failures = []
-
-    def check(ok, text, name):
-        print(f"[{'ok' if ok else 'FAIL'}] {text}")
-        if not ok:
-            failures.append(name)
-
+    targets = Targets()
+    check = targets.check
     for mode in ("draft", "posted"):
         ours, peer = by_key.get((1000, "ours", mode)), by_key.get((1000, "oca", mode))
         if ours and peer:
@@ -338,9 +252,7 @@ def check_targets(by_key, sizes):
                 f"{q_large:.1f} at N={max(sizes):,} (not growing with N, at most 20)",
                 f"{mode} queries",
             )
-    if failures:
-        print(f"Targets missed: {', '.join(failures)}")
-        sys.exit(1)
+    targets.exit_if_missed()
 
 
 if __name__ == "__main__":

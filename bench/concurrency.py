@@ -45,33 +45,26 @@ Exit status 0 when every check held.
 """
 
 import argparse
-import contextlib
+import functools
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 
 from jobs import default_jobs, wait_done
 from procs import (
-    ADDON,
     Check,
     OdooServer,
     RpcError,
     SmtpSink,
     WebClient,
-    create_database,
-    db_name,
-    drop_database,
     log_checks,
-    machine,
     odoo_env,
-    print_checks,
+    pg_cursor,
+    run_script,
     servers_stopped,
-    setup_odoo,
-    stop_on_sigterm,
 )
 
 # Odoo's refusal to run a job that another process is running (a UserError
@@ -105,31 +98,24 @@ class LockSampler(threading.Thread):
         self.samples = 0
 
     def run(self):
-        import psycopg2
-
-        connection = psycopg2.connect(dbname=self.db)
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cr:
-                while not self.stop_event.wait(0.05):
-                    cr.execute(
-                        """
-                        SELECT DISTINCT a.pid, a.application_name
-                          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                         WHERE l.relation = 'sale_order'::regclass
-                           AND l.mode IN ('RowShareLock', 'RowExclusiveLock')
-                           AND a.datname = %s AND a.pid <> pg_backend_pid()
-                        """,
-                        (self.db,),
-                    )
-                    rows = cr.fetchall()
-                    self.samples += 1
-                    self.max_backends = max(self.max_backends, len(rows))
-                    owners = {self.owner(app) for _pid, app in rows} - {None}
-                    if len(owners) > 1:
-                        self.both_servers += 1
-        finally:
-            connection.close()
+        with pg_cursor(self.db) as cr:
+            while not self.stop_event.wait(0.05):
+                cr.execute(
+                    """
+                    SELECT DISTINCT a.pid, a.application_name
+                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.relation = 'sale_order'::regclass
+                       AND l.mode IN ('RowShareLock', 'RowExclusiveLock')
+                       AND a.datname = %s AND a.pid <> pg_backend_pid()
+                    """,
+                    (self.db,),
+                )
+                rows = cr.fetchall()
+                self.samples += 1
+                self.max_backends = max(self.max_backends, len(rows))
+                owners = {self.owner(app) for _pid, app in rows} - {None}
+                if len(owners) > 1:
+                    self.both_servers += 1
 
     def owner(self, application_name):
         match = re.fullmatch(r"odoo-(\d+)", application_name or "")
@@ -245,110 +231,85 @@ def cron_figures(db, jobs, servers):
     return figures
 
 
+def run(args, db, log_dir, started, checks):
+    """The test on the database ``db`` (see :func:`procs.run_script`)."""
+    jobs = default_jobs(args.count, only=args.jobs and args.jobs.split(","))
+    with odoo_env(db) as env:
+        for job in jobs:
+            job.setup(env)
+    print(f"  setup: {time.monotonic() - started:.0f}s", flush=True)
+    for job in jobs:
+        print(f"  job {job.name}: {job.figures(None)}")
+
+    with SmtpSink() as sink:
+        servers = [
+            OdooServer(
+                name,
+                db,
+                log_dir,
+                workers=2,
+                cron_threads=2,
+                smtp_port=sink.port,
+                # A server action runs a whole job in one HTTP request:
+                # invoicing thousands of periods outlasts Odoo's default
+                # limits per request (60 s of CPU, 120 s in all); a real
+                # setup leaves such work to the scheduled action.
+                extra=["--limit-time-cpu=900", "--limit-time-real=900"],
+            )
+            for name in ("A", "B")
+        ]
+        with servers_stopped(servers):
+            for server in servers:
+                server.start()
+                print(f"  server {server.name}: {server.url}, pids {server.pids()}")
+            sampler = LockSampler(db, servers)
+            sampler.start()
+            t1 = time.monotonic()
+            threads, outcomes, errors = fire(db, servers, jobs, args)
+            waited, pending = wait_done(db, jobs, args.timeout)
+            for thread in threads:
+                thread.join(args.timeout)
+            idle = wait_idle(db, jobs)
+            elapsed = time.monotonic() - t1
+            sampler.stop_event.set()
+            sampler.join()
+        # The servers are stopped: their logs are complete.
+        outbox = sink.outbox()
+
+    print(f"\n  all work done in {elapsed:.1f}s after the first trigger ({waited:.1f}s)")
+    for (job_name, way), count in sorted(outcomes.items()):
+        print(f"  {job_name}: {way} x{count}")
+    for job_name, (runs, done, per_server) in cron_figures(db, jobs, servers).items():
+        print(
+            f"  {job_name}: cron runs {runs} (records done in cron runs: {done}; "
+            f"per server log: {per_server})"
+        )
+    print(
+        f"  lock sampler: {sampler.samples} samples, at most {sampler.max_backends} "
+        f"transactions holding subscriptions at once, both servers at once in "
+        f"{sampler.both_servers} samples"
+    )
+    print(f"  emails received by the SMTP sink: {len(outbox)}\n")
+
+    checks.append(Check("no work left", not any(pending.values()), f"pending {pending}"))
+    checks.append(Check("crons idle at the end", idle, "no cron running nor due"))
+    checks.append(Check("every client call answered", not errors, "; ".join(errors[:5]) or "yes"))
+    checks.append(
+        Check(
+            "processes stopped",
+            not any(server.alive() or server.pids() for server in servers),
+            "all processes of both servers ended",
+        )
+    )
+    with odoo_env(db) as env:
+        for job in jobs:
+            checks += job.check(env, outbox)
+    checks += log_checks(servers, tolerated=[ALREADY_RUNNING])
+
+
 def main():
     args = parse_args()
-    stop_on_sigterm()
-    harness_log = setup_odoo()
-    db = db_name("concurrency")
-    log_dir = tempfile.mkdtemp(prefix=f"{ADDON}-concurrency-")
-    jobs = default_jobs(args.count, only=args.jobs and args.jobs.split(","))
-    checks = []
-    print(f"Concurrency test on {machine()}: database {db}, logs in {log_dir}", flush=True)
-    try:
-        t0 = time.monotonic()
-        create_database(db, [ADDON], f"{log_dir}/install.log")
-        with odoo_env(db) as env:
-            for job in jobs:
-                job.setup(env)
-        print(f"  setup: {time.monotonic() - t0:.0f}s", flush=True)
-        for job in jobs:
-            print(f"  job {job.name}: {job.figures(None)}")
-
-        with SmtpSink() as sink:
-            servers = [
-                OdooServer(
-                    name,
-                    db,
-                    log_dir,
-                    workers=2,
-                    cron_threads=2,
-                    smtp_port=sink.port,
-                    # A server action runs a whole job in one HTTP request:
-                    # invoicing thousands of periods outlasts Odoo's default
-                    # limits per request (60 s of CPU, 120 s in all); a real
-                    # setup leaves such work to the scheduled action.
-                    extra=["--limit-time-cpu=900", "--limit-time-real=900"],
-                )
-                for name in ("A", "B")
-            ]
-            with servers_stopped(servers):
-                for server in servers:
-                    server.start()
-                    print(f"  server {server.name}: {server.url}, pids {server.pids()}")
-                sampler = LockSampler(db, servers)
-                sampler.start()
-                t1 = time.monotonic()
-                threads, outcomes, errors = fire(db, servers, jobs, args)
-                waited, pending = wait_done(db, jobs, args.timeout)
-                for thread in threads:
-                    thread.join(args.timeout)
-                idle = wait_idle(db, jobs)
-                elapsed = time.monotonic() - t1
-                sampler.stop_event.set()
-                sampler.join()
-            # The servers are stopped: their logs are complete.
-            outbox = sink.outbox()
-
-        print(f"\n  all work done in {elapsed:.1f}s after the first trigger ({waited:.1f}s)")
-        for (job_name, way), count in sorted(outcomes.items()):
-            print(f"  {job_name}: {way} x{count}")
-        for job_name, (runs, done, per_server) in cron_figures(db, jobs, servers).items():
-            print(
-                f"  {job_name}: cron runs {runs} (records done in cron runs: {done}; "
-                f"per server log: {per_server})"
-            )
-        print(
-            f"  lock sampler: {sampler.samples} samples, at most {sampler.max_backends} "
-            f"transactions holding subscriptions at once, both servers at once in "
-            f"{sampler.both_servers} samples"
-        )
-        print(f"  emails received by the SMTP sink: {len(outbox)}\n")
-
-        checks.append(Check("no work left", not any(pending.values()), f"pending {pending}"))
-        checks.append(Check("crons idle at the end", idle, "no cron running nor due"))
-        checks.append(
-            Check("every client call answered", not errors, "; ".join(errors[:5]) or "yes")
-        )
-        checks.append(
-            Check(
-                "processes stopped",
-                not any(server.alive() or server.pids() for server in servers),
-                "all processes of both servers ended",
-            )
-        )
-        with odoo_env(db) as env:
-            for job in jobs:
-                checks += job.check(env, outbox)
-        checks += log_checks(servers, tolerated=[ALREADY_RUNNING])
-        checks.append(
-            Check(
-                "no warning in this script's own Odoo",
-                not harness_log.records,
-                "; ".join(harness_log.records[:3]) or "none",
-            )
-        )
-    except Exception as error:  # noqa: BLE001 - reported as a failed check
-        import traceback
-
-        traceback.print_exc()
-        checks.append(Check("the test ran to its end", False, repr(error)))
-    finally:
-        if not args.keep_db:
-            with contextlib.suppress(Exception):
-                drop_database(db)
-    ok = print_checks(checks)
-    print("\nConcurrency test: " + ("all checks passed." if ok else "FAILED."))
-    return 0 if ok else 1
+    return run_script("Concurrency test", "concurrency", args.keep_db, functools.partial(run, args))
 
 
 if __name__ == "__main__":

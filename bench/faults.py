@@ -41,28 +41,23 @@ every check held.
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import signal
 import sys
-import tempfile
 import time
 
 from jobs import default_jobs, trigger_jobs, wait_done
 from procs import (
-    ADDON,
     Check,
     OdooServer,
-    create_database,
-    db_name,
-    drop_database,
     log_checks,
-    machine,
     odoo_env,
-    print_checks,
+    pg_cursor,
+    run_script,
     servers_stopped,
-    setup_odoo,
-    stop_on_sigterm,
+    wait_for,
 )
 
 FAULTS = ("worker", "server")
@@ -86,43 +81,33 @@ def catch_batch(db, table, timeout=120):
     (The backend's ``application_name`` does not tell which Odoo process
     opened it: workers inherit it from the master; see
     :func:`running_job_pids`.)"""
-    import psycopg2
+    with pg_cursor(db) as cr:
 
-    connection = psycopg2.connect(dbname=db)
-    connection.autocommit = True
-    deadline = time.monotonic() + timeout
-    try:
-        with connection.cursor() as cr:
-            while time.monotonic() < deadline:
-                cr.execute(
-                    """
-                    SELECT a.pid, a.state, left(a.query, 100)
-                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                     WHERE l.relation = %s::regclass AND l.mode = 'RowExclusiveLock'
-                       AND l.granted AND a.datname = %s AND a.xact_start IS NOT NULL
-                       AND a.application_name LIKE 'odoo-%%'
-                    """,
-                    (table, db),
-                )
-                row = cr.fetchone()
-                if row:
-                    return row
-                time.sleep(0.005)
-    finally:
-        connection.close()
-    return None
+        def writer():
+            cr.execute(
+                """
+                SELECT a.pid, a.state, left(a.query, 100)
+                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.relation = %s::regclass AND l.mode = 'RowExclusiveLock'
+                   AND l.granted AND a.datname = %s AND a.xact_start IS NOT NULL
+                   AND a.application_name LIKE 'odoo-%%'
+                """,
+                (table, db),
+            )
+            return cr.fetchone()
+
+        return wait_for(writer, timeout, 0.005)
 
 
 def wait_pending_below(db, job, count, timeout=120):
     """Wait until ``job`` has less than ``count`` records pending (a batch
     committed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def below():
         with odoo_env(db) as env:
-            if job.pending(env) < count:
-                return True
-        time.sleep(0.02)
-    return False
+            return job.pending(env) < count
+
+    return wait_for(below, timeout, 0.02)
 
 
 def running_job_pids(server, cron_name):
@@ -145,21 +130,13 @@ def running_job_pids(server, cron_name):
 def wait_backend_gone(db, backend, timeout=60):
     """Wait until PostgreSQL has ended the backend ``backend`` (and rolled
     back its transaction)."""
-    import psycopg2
+    with pg_cursor(db) as cr:
 
-    connection = psycopg2.connect(dbname=db)
-    connection.autocommit = True
-    deadline = time.monotonic() + timeout
-    try:
-        with connection.cursor() as cr:
-            while time.monotonic() < deadline:
-                cr.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (backend,))
-                if not cr.fetchone()[0]:
-                    return True
-                time.sleep(0.05)
-    finally:
-        connection.close()
-    return False
+        def gone():
+            cr.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (backend,))
+            return not cr.fetchone()[0]
+
+        return wait_for(gone, timeout, 0.05)
 
 
 def run_fault(fault, db, server, args, log):
@@ -235,48 +212,26 @@ def run_fault(fault, db, server, args, log):
     return checks
 
 
+def run(args, db, log_dir, started, checks):
+    """The test on the database ``db`` (see :func:`procs.run_script`)."""
+    server = OdooServer("A", db, log_dir, workers=2, cron_threads=2)
+    with servers_stopped([server]):
+        for fault in FAULTS:
+            checks += run_fault(fault, db, server, args, lambda text: print(text, flush=True))
+    checks.append(
+        Check(
+            "processes stopped",
+            not (server.alive() or server.pids()),
+            "all processes of the server ended",
+        )
+    )
+    checks += log_checks([server])
+    print()
+
+
 def main():
     args = parse_args()
-    stop_on_sigterm()
-    harness_log = setup_odoo()
-    db = db_name("faults")
-    log_dir = tempfile.mkdtemp(prefix=f"{ADDON}-faults-")
-    checks = []
-    print(f"Fault test on {machine()}: database {db}, logs in {log_dir}", flush=True)
-    try:
-        create_database(db, [ADDON], f"{log_dir}/install.log")
-        server = OdooServer("A", db, log_dir, workers=2, cron_threads=2)
-        with servers_stopped([server]):
-            for fault in FAULTS:
-                checks += run_fault(fault, db, server, args, lambda text: print(text, flush=True))
-        checks.append(
-            Check(
-                "processes stopped",
-                not (server.alive() or server.pids()),
-                "all processes of the server ended",
-            )
-        )
-        checks += log_checks([server])
-        checks.append(
-            Check(
-                "no warning in this script's own Odoo",
-                not harness_log.records,
-                "; ".join(harness_log.records[:3]) or "none",
-            )
-        )
-    except Exception as error:  # noqa: BLE001 - reported as a failed check
-        import traceback
-
-        traceback.print_exc()
-        checks.append(Check("the test ran to its end", False, repr(error)))
-    finally:
-        if not args.keep_db:
-            with contextlib.suppress(Exception):
-                drop_database(db)
-    print()
-    ok = print_checks(checks)
-    print("\nFault test: " + ("all checks passed." if ok else "FAILED."))
-    return 0 if ok else 1
+    return run_script("Fault test", "faults", args.keep_db, functools.partial(run, args))
 
 
 if __name__ == "__main__":

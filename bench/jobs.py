@@ -49,6 +49,16 @@ def _count_by(rows):
     return dict(sorted(counts.items()))
 
 
+def _all_or_nothing(label, summary, wrong, what="half-done or doubled"):
+    """The check of a job's invariant: ``wrong`` are the records found
+    half-done or doubled, ``summary`` says how far the job is."""
+    return Check(
+        label,
+        not wrong,
+        f"{summary}; {len(wrong)} {what}" + (f": {sorted(wrong)[:10]}" if wrong else ""),
+    )
+
+
 def _message_counts(env, ids):
     """``{order_id: messages}`` of the orders ``ids``."""
     env.cr.execute(
@@ -60,6 +70,68 @@ def _message_counts(env, ids):
         (ids,),
     )
     return dict(env.cr.fetchall())
+
+
+def _tracking_counts(env, ids, field_name, new_value_char=None, old_value_char=None):
+    """``{order_id: messages}`` of the messages of the orders ``ids`` that
+    track ``field_name`` (to ``new_value_char``, from ``old_value_char``)."""
+    field = env["ir.model.fields"]._get("sale.order", field_name)
+    env.cr.execute(
+        """
+        SELECT o.id, count(m.id)
+          FROM sale_order o
+          LEFT JOIN mail_message m
+            ON m.model = 'sale.order' AND m.res_id = o.id
+           AND EXISTS (SELECT 1 FROM mail_tracking_value t
+                        WHERE t.mail_message_id = m.id AND t.field_id = %s
+                          AND (%s IS NULL OR t.new_value_char = %s)
+                          AND (%s IS NULL OR t.old_value_char = %s))
+         WHERE o.id = ANY(%s)
+         GROUP BY o.id
+        """,
+        (field.id, new_value_char, new_value_char, old_value_char, old_value_char, ids),
+    )
+    return dict(env.cr.fetchall())
+
+
+def _state_label(env, state):
+    selection = (
+        env["sale.order"]
+        .with_context(lang="en_US")
+        .fields_get(["subscription_state"])["subscription_state"]["selection"]
+    )
+    return dict(selection)[state]
+
+
+def _subscriptions(env, tag, count, plan_vals=None):
+    """``count`` confirmed monthly subscriptions of 100 customers, created
+    through the ORM by batches of 500 (at the current, maybe frozen, date)."""
+    from odoo.fields import Command
+
+    plan = env["sale.subscription.plan"].create(
+        {"name": f"{tag} monthly", "billing_period_unit": "month", **(plan_vals or {})}
+    )
+    product = env["product.product"].create(
+        {"name": f"{tag} product", "type": "service", "recurring_invoice": True, "list_price": 20}
+    )
+    partners = env["res.partner"].create(
+        [{"name": f"{tag} customer {i}", "email": f"{tag}.{i}@example.com"} for i in range(100)]
+    )
+    orders = env["sale.order"]
+    for start in range(0, count, 500):
+        batch = env["sale.order"].create(
+            [
+                {
+                    "partner_id": partners[i % len(partners)].id,
+                    "plan_id": plan.id,
+                    "order_line": [Command.create({"product_id": product.id})],
+                }
+                for i in range(start, min(start + 500, count))
+            ]
+        )
+        batch.action_confirm()
+        orders |= batch
+    return orders
 
 
 class ClosingJob:
@@ -94,8 +166,6 @@ class ClosingJob:
         and ``controls`` without closing, that the job must not touch."""
         from freezegun import freeze_time
 
-        from odoo.fields import Command
-
         today = datetime.date.today()
         reasons = [
             env.ref("subscription_close.close_reason_too_expensive"),
@@ -104,43 +174,13 @@ class ClosingJob:
         with freeze_time(today - datetime.timedelta(days=10)):
             # Emails are switched on once the closings are scheduled: only the
             # closure emails of the job are counted, not the scheduling ones.
-            plan = env["sale.subscription.plan"].create(
-                {
-                    "name": f"{self.tag} monthly",
-                    "billing_period_unit": "month",
-                    "user_closable": True,
-                    "send_close_mail": False,
-                }
+            orders = _subscriptions(
+                env,
+                self.tag,
+                self.count + 2 * self.controls,
+                {"user_closable": True, "send_close_mail": False},
             )
-            product = env["product.product"].create(
-                {
-                    "name": f"{self.tag} subscription",
-                    "type": "service",
-                    "recurring_invoice": True,
-                    "list_price": 20.0,
-                }
-            )
-            partners = env["res.partner"].create(
-                [
-                    {"name": f"{self.tag} customer {i}", "email": f"{self.tag}.{i}@example.com"}
-                    for i in range(100)
-                ]
-            )
-            total = self.count + 2 * self.controls
-            orders = env["sale.order"]
-            for start in range(0, total, 500):
-                batch = env["sale.order"].create(
-                    [
-                        {
-                            "partner_id": partners[i % len(partners)].id,
-                            "plan_id": plan.id,
-                            "order_line": [Command.create({"product_id": product.id})],
-                        }
-                        for i in range(start, min(start + 500, total))
-                    ]
-                )
-                batch.action_confirm()
-                orders |= batch
+            plan = orders.plan_id
             # Already invoiced for this month: this job is about closing (the
             # invoicing job has its own subscriptions).
             orders.write({"next_invoice_date": today + datetime.timedelta(days=20)})
@@ -167,29 +207,13 @@ class ClosingJob:
 
     def _closing_messages(self, env, ids):
         """``{order_id: (state, closing messages)}``: a closing message is
-        one that tracks the status going to Churned."""
-        field = env["ir.model.fields"]._get("sale.order", "subscription_state")
-        selection = (
-            env["sale.order"]
-            .with_context(lang="en_US")
-            .fields_get(["subscription_state"])["subscription_state"]["selection"]
+        one that tracks the status going to Churned. (Odoo's cursor reads
+        both queries from one snapshot of the database.)"""
+        closing = _tracking_counts(
+            env, ids, "subscription_state", new_value_char=_state_label(env, "6_churn")
         )
-        churned = dict(selection)["6_churn"]
-        env.cr.execute(
-            """
-            SELECT o.id, o.subscription_state, count(m.id)
-              FROM sale_order o
-              LEFT JOIN mail_message m
-                ON m.model = 'sale.order' AND m.res_id = o.id
-               AND EXISTS (SELECT 1 FROM mail_tracking_value t
-                            WHERE t.mail_message_id = m.id AND t.field_id = %s
-                              AND t.new_value_char = %s)
-             WHERE o.id = ANY(%s)
-             GROUP BY o.id, o.subscription_state
-            """,
-            (field.id, churned, ids),
-        )
-        return {order_id: (state, count) for order_id, state, count in env.cr.fetchall()}
+        env.cr.execute("SELECT id, subscription_state FROM sale_order WHERE id = ANY(%s)", (ids,))
+        return {order_id: (state, closing[order_id]) for order_id, state in env.cr.fetchall()}
 
     def pending(self, env):
         env.cr.execute(
@@ -223,11 +247,10 @@ class ClosingJob:
         ]
         closed = sum(1 for state, _count in rows.values() if state == "6_churn")
         return [
-            Check(
+            _all_or_nothing(
                 f"{self.name}: each subscription Churned with its one closing message, or neither",
-                not half,
-                f"{closed} of {len(self.due_ids)} closed; {len(half)} half-done or doubled"
-                + (f": {sorted(half)[:10]}" if half else ""),
+                f"{closed} of {len(self.due_ids)} closed",
+                half,
             )
         ]
 
@@ -314,68 +337,6 @@ class ClosingJob:
             "controls": len(self.later_ids) + len(self.open_ids),
             "closure emails": self.send_mail,
         }
-
-
-def _tracking_counts(env, ids, field_name, new_value_char=None, old_value_char=None):
-    """``{order_id: messages}`` of the messages of the orders ``ids`` that
-    track ``field_name`` (to ``new_value_char``, from ``old_value_char``)."""
-    field = env["ir.model.fields"]._get("sale.order", field_name)
-    env.cr.execute(
-        """
-        SELECT o.id, count(m.id)
-          FROM sale_order o
-          LEFT JOIN mail_message m
-            ON m.model = 'sale.order' AND m.res_id = o.id
-           AND EXISTS (SELECT 1 FROM mail_tracking_value t
-                        WHERE t.mail_message_id = m.id AND t.field_id = %s
-                          AND (%s IS NULL OR t.new_value_char = %s)
-                          AND (%s IS NULL OR t.old_value_char = %s))
-         WHERE o.id = ANY(%s)
-         GROUP BY o.id
-        """,
-        (field.id, new_value_char, new_value_char, old_value_char, old_value_char, ids),
-    )
-    return dict(env.cr.fetchall())
-
-
-def _state_label(env, state):
-    selection = (
-        env["sale.order"]
-        .with_context(lang="en_US")
-        .fields_get(["subscription_state"])["subscription_state"]["selection"]
-    )
-    return dict(selection)[state]
-
-
-def _subscriptions(env, tag, count, plan_vals=None):
-    """``count`` confirmed monthly subscriptions of 100 customers, created
-    through the ORM by batches of 500 (at the current, maybe frozen, date)."""
-    from odoo.fields import Command
-
-    plan = env["sale.subscription.plan"].create(
-        {"name": f"{tag} monthly", "billing_period_unit": "month", **(plan_vals or {})}
-    )
-    product = env["product.product"].create(
-        {"name": f"{tag} product", "type": "service", "recurring_invoice": True, "list_price": 20}
-    )
-    partners = env["res.partner"].create(
-        [{"name": f"{tag} customer {i}", "email": f"{tag}.{i}@example.com"} for i in range(100)]
-    )
-    orders = env["sale.order"]
-    for start in range(0, count, 500):
-        batch = env["sale.order"].create(
-            [
-                {
-                    "partner_id": partners[i % len(partners)].id,
-                    "plan_id": plan.id,
-                    "order_line": [Command.create({"product_id": product.id})],
-                }
-                for i in range(start, min(start + 500, count))
-            ]
-        )
-        batch.action_confirm()
-        orders |= batch
-    return orders
 
 
 class InvoicingJob:
@@ -479,11 +440,11 @@ class InvoicingJob:
                 wrong.append(order_id)
         total = sum(len(own) for own in invoices.values())
         return [
-            Check(
+            _all_or_nothing(
                 f"{self.name}: invoices match the next invoice date, one message each",
-                not wrong,
-                f"{total} invoices so far; {len(wrong)} subscriptions half-done or doubled"
-                + (f": {sorted(wrong)[:10]}" if wrong else ""),
+                f"{total} invoices so far",
+                wrong,
+                what="subscriptions half-done or doubled",
             )
         ]
 
@@ -609,12 +570,11 @@ class ResumeJob:
         ]
         resumed = sum(1 for state, *_rest in rows.values() if state == "3_progress")
         return [
-            Check(
+            _all_or_nothing(
                 f"{self.name}: each subscription resumed with its one message and its next "
                 "invoice date moved once, or none of them",
-                not wrong,
-                f"{resumed} of {len(self.due_ids)} resumed; {len(wrong)} half-done or doubled"
-                + (f": {sorted(wrong)[:10]}" if wrong else ""),
+                f"{resumed} of {len(self.due_ids)} resumed",
+                wrong,
             )
         ]
 

@@ -35,6 +35,7 @@ dependency of Odoo) are used.
 
 import argparse
 import contextlib
+import functools
 import html
 import os
 import queue
@@ -43,28 +44,20 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
 from urllib.parse import urljoin
 
 from procs import (
-    ADDON,
     Check,
     OdooServer,
     SmtpSink,
-    create_database,
-    db_name,
-    drop_database,
     free_port,
     log_checks,
-    machine,
     odoo_env,
-    print_checks,
+    run_script,
     servers_stopped,
-    setup_odoo,
-    stop_on_sigterm,
 )
 
 CSRF = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
@@ -463,91 +456,68 @@ def queueing_relay(upstream_port, maxconn):
             relay.wait()
 
 
+def run(args, db, log_dir, started, checks):
+    """The test on the database ``db`` (see :func:`procs.run_script`)."""
+    with odoo_env(db) as env:
+        customers, bystanders = build(env, args.customers, args.bystanders)
+        bystander_messages = message_counts(env, [o for _l, o, _p in bystanders])
+    print(
+        f"  setup: {len(customers)} customers, {len(bystanders)} bystanders "
+        f"in {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
+    with SmtpSink() as sink, contextlib.ExitStack() as stack:
+        server = OdooServer(
+            "load", db, log_dir, workers=args.workers, cron_threads=0, smtp_port=sink.port
+        )
+        with servers_stopped([server]):
+            server.start()
+            relay = queueing_relay(server.port, args.maxconn or args.workers)
+            base = stack.enter_context(relay)
+            # Warm-up, not measured: one page of each kind per worker.
+            warm = Recorder()
+            warm_threads = [
+                threading.Thread(
+                    target=customer_journey,
+                    args=(base, login, order_id, warm, []),
+                    kwargs={"close": False},
+                )
+                for login, order_id, _partner in bystanders[: args.workers]
+            ]
+            for thread in warm_threads:
+                thread.start()
+            for thread in warm_threads:
+                thread.join()
+            record = Recorder()
+            run_start = time.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"  {args.clients} clients on {base} -> {server.url} ...", flush=True)
+            elapsed = run_clients(base, customers, bystanders, args, record)
+        emails = len(sink.outbox())
+    report(record, elapsed)
+    print("\n  time spent by the server per request (from its log, queueing excluded):")
+    for route, values in server_times(server.log, run_start).items():
+        cells = [percentile(values, f) * 1000 for f in (0.5, 0.95, 0.99)]
+        print(f"  {route:40} {len(values):5d} " + " ".join(f"{c:8.0f}" for c in cells))
+    print(f"  emails sent during the run: {emails}\n")
+    checks.append(Check("no HTTP error", not record.errors, f"{len(record.errors)} errors"))
+    attackers = min(args.attackers, len(customers))
+    checks.append(
+        Check(
+            "replayed and forged POSTs refused",
+            record.outcomes["replay refused: already closed"] == attackers
+            and record.outcomes["forged post refused (403)"] == 2 * attackers,
+            f"{record.outcomes['replay refused: already closed']} replays said already "
+            f"closed, {record.outcomes['forged post refused (403)']} forged posts got 403",
+        )
+    )
+    with odoo_env(db) as env:
+        checks += database_checks(env, customers, bystanders, bystander_messages)
+    checks += log_checks([server])
+
+
 def main():
     args = parse_args()
-    stop_on_sigterm()
-    harness_log = setup_odoo()
-    db = db_name("portal_load")
-    log_dir = tempfile.mkdtemp(prefix=f"{ADDON}-portal-load-")
-    checks = []
-    print(f"Portal load test on {machine()}: database {db}, logs in {log_dir}", flush=True)
-    try:
-        start = time.monotonic()
-        create_database(db, [ADDON], f"{log_dir}/install.log")
-        with odoo_env(db) as env:
-            customers, bystanders = build(env, args.customers, args.bystanders)
-            bystander_messages = message_counts(env, [o for _l, o, _p in bystanders])
-        print(
-            f"  setup: {len(customers)} customers, {len(bystanders)} bystanders "
-            f"in {time.monotonic() - start:.0f}s",
-            flush=True,
-        )
-        with SmtpSink() as sink, contextlib.ExitStack() as stack:
-            server = OdooServer(
-                "load", db, log_dir, workers=args.workers, cron_threads=0, smtp_port=sink.port
-            )
-            with servers_stopped([server]):
-                server.start()
-                relay = queueing_relay(server.port, args.maxconn or args.workers)
-                base = stack.enter_context(relay)
-                # Warm-up, not measured: one page of each kind per worker.
-                warm = Recorder()
-                warm_threads = [
-                    threading.Thread(
-                        target=customer_journey,
-                        args=(base, login, order_id, warm, []),
-                        kwargs={"close": False},
-                    )
-                    for login, order_id, _partner in bystanders[: args.workers]
-                ]
-                for thread in warm_threads:
-                    thread.start()
-                for thread in warm_threads:
-                    thread.join()
-                record = Recorder()
-                run_start = time.strftime("%Y-%m-%d %H:%M:%S")
-                print(f"  {args.clients} clients on {base} -> {server.url} ...", flush=True)
-                elapsed = run_clients(base, customers, bystanders, args, record)
-            emails = len(sink.outbox())
-        report(record, elapsed)
-        print("\n  time spent by the server per request (from its log, queueing excluded):")
-        for route, values in server_times(server.log, run_start).items():
-            cells = [percentile(values, f) * 1000 for f in (0.5, 0.95, 0.99)]
-            print(f"  {route:40} {len(values):5d} " + " ".join(f"{c:8.0f}" for c in cells))
-        print(f"  emails sent during the run: {emails}\n")
-        checks.append(Check("no HTTP error", not record.errors, f"{len(record.errors)} errors"))
-        attackers = min(args.attackers, len(customers))
-        checks.append(
-            Check(
-                "replayed and forged POSTs refused",
-                record.outcomes["replay refused: already closed"] == attackers
-                and record.outcomes["forged post refused (403)"] == 2 * attackers,
-                f"{record.outcomes['replay refused: already closed']} replays said already "
-                f"closed, {record.outcomes['forged post refused (403)']} forged posts got 403",
-            )
-        )
-        with odoo_env(db) as env:
-            checks += database_checks(env, customers, bystanders, bystander_messages)
-        checks += log_checks([server])
-        checks.append(
-            Check(
-                "no warning in this script's own Odoo",
-                not harness_log.records,
-                "; ".join(harness_log.records[:3]) or "none",
-            )
-        )
-    except Exception as error:  # noqa: BLE001 - reported as a failed check
-        import traceback
-
-        traceback.print_exc()
-        checks.append(Check("the test ran to its end", False, repr(error)))
-    finally:
-        if not args.keep_db:
-            with contextlib.suppress(Exception):
-                drop_database(db)
-    ok = print_checks(checks)
-    print("\nPortal load test: " + ("all checks passed." if ok else "FAILED."))
-    return 0 if ok else 1
+    return run_script("Portal load test", "portal_load", args.keep_db, functools.partial(run, args))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 What the scripts of ``bench/`` share: a throwaway database, Odoo servers
 started as separate processes (their own process group, their own log,
 loopback ports), always stopped, their logs checked, a JSON-RPC client of
-the web client's routes, an SMTP sink that counts the emails Odoo sends, and
-an Odoo environment in the script's own process to build the data through
-the ORM and to read the database afterwards.
+the web client's routes, an SMTP sink that counts the emails Odoo sends, an
+Odoo environment in the script's own process to build the data through the
+ORM and to read the database afterwards, and the frame of a script
+(:func:`run_script`: its database, its checks, its exit status).
 
 Environment:
 
@@ -27,6 +28,7 @@ import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import namedtuple
@@ -226,6 +228,33 @@ def process_group_pids(pgid):
             if int(fields[2]) == pgid and fields[0] != "Z":
                 pids.append(int(entry))
     return pids
+
+
+@contextlib.contextmanager
+def pg_cursor(db):
+    """A cursor on a connection of its own to ``db``, in autocommit: each
+    query sees what other transactions have committed (and PostgreSQL's
+    views of locks and backends as they are now)."""
+    import psycopg2
+
+    connection = psycopg2.connect(dbname=db)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cr:
+            yield cr
+    finally:
+        connection.close()
+
+
+def wait_for(condition, timeout, interval):
+    """Call ``condition()`` every ``interval`` seconds until it returns a
+    true value or ``timeout`` seconds have passed; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
 
 
 # ----------------------------------------------------------------------
@@ -507,11 +536,54 @@ def log_checks(servers, tolerated=()):
     return checks
 
 
-def machine():
-    cpu = ""
+def cpu_model(default=""):
+    """The processor's model name (from /proc/cpuinfo), else ``default``."""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{socket.gethostname()} ({cpu}, {os.cpu_count()} CPUs)"
+                return line.split(":", 1)[1].strip()
+    return default
+
+
+def machine():
+    return f"{socket.gethostname()} ({cpu_model()}, {os.cpu_count()} CPUs)"
+
+
+def run_script(title, kind, keep_db, body):
+    """The frame of a script: a throwaway database ``db_name(kind)`` with the
+    addon and a folder for the logs; ``body(db, log_dir, started, checks)``
+    does the work and adds its checks to the list ``checks`` as they come
+    (``started``: ``time.monotonic()`` before the database was created), so
+    that an error of the body keeps the checks made before it, and is one
+    more, failed. The warnings this process's Odoo logged are a check too,
+    and the database is dropped whatever happens (unless ``keep_db``).
+    Prints the checks and returns the exit status: 0 when all held."""
+    stop_on_sigterm()
+    harness_log = setup_odoo()
+    db = db_name(kind)
+    log_dir = tempfile.mkdtemp(prefix=f"{ADDON}-{kind.replace('_', '-')}-")
+    checks = []
+    print(f"{title} on {machine()}: database {db}, logs in {log_dir}", flush=True)
+    try:
+        started = time.monotonic()
+        create_database(db, [ADDON], f"{log_dir}/install.log")
+        body(db, log_dir, started, checks)
+        checks.append(
+            Check(
+                "no warning in this script's own Odoo",
+                not harness_log.records,
+                "; ".join(harness_log.records[:3]) or "none",
+            )
+        )
+    except Exception as error:  # noqa: BLE001 - reported as a failed check
+        import traceback
+
+        traceback.print_exc()
+        checks.append(Check("the test ran to its end", False, repr(error)))
+    finally:
+        if not keep_db:
+            with contextlib.suppress(Exception):
+                drop_database(db)
+    ok = print_checks(checks)
+    print(f"\n{title}: " + ("all checks passed." if ok else "FAILED."))
+    return 0 if ok else 1
