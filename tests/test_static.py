@@ -26,13 +26,53 @@ MANIFEST = ast.literal_eval((ADDON / "__manifest__.py").read_text())
 XML_FILES = sorted(p for p in ADDON.rglob("*.xml") if "static/lib" not in str(p))
 
 
+def _model_classes():
+    """``(path, class node, model name, new)`` for each model class of the
+    addon's Python code (tests aside): ``new`` when the class defines a
+    model (``_name`` not among its ``_inherit``), not when it extends one."""
+    for path in sorted(ADDON.rglob("*.py")):
+        if "tests" in path.relative_to(ADDON).parts:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            attrs = {
+                stmt.targets[0].id: ast.literal_eval(stmt.value)
+                for stmt in node.body
+                if isinstance(stmt, ast.Assign)
+                and isinstance(stmt.targets[0], ast.Name)
+                and stmt.targets[0].id in ("_name", "_inherit")
+            }
+            inherit = attrs.get("_inherit", ())
+            inherit = [inherit] if isinstance(inherit, str) else list(inherit)
+            name = attrs.get("_name") or (inherit[0] if inherit else None)
+            if name:
+                yield path, node, name, "_name" in attrs and name not in inherit
+
+
 def _defined_models():
-    """Models whose ``_name`` the addon's Python code declares."""
-    names = set()
-    for path in ADDON.rglob("*.py"):
-        for match in re.finditer(r'^\s+_name = "([\w.]+)"', path.read_text(), re.MULTILINE):
-            names.add(match.group(1))
-    return names
+    """Models the addon defines (not those it extends), abstract ones aside."""
+    return {
+        name
+        for _path, node, name, new in _model_classes()
+        if new and not any(getattr(base, "attr", None) == "AbstractModel" for base in node.bases)
+    }
+
+
+def test_no_file_overrides_another_file_of_the_addon():
+    """A method of a model is defined once in the addon: no file of it
+    overrides what another defines, so that the import order never decides
+    behaviour (an integrator overrides it once, in their own addon)."""
+    where = {}
+    twice = []
+    for path, node, name, _new in _model_classes():
+        for stmt in node.body:
+            if isinstance(stmt, ast.FunctionDef):
+                key = (name, stmt.name)
+                if key in where:
+                    twice.append(f"{name}.{stmt.name}: {where[key]} and {path.name}")
+                where[key] = path.name
+    assert not twice, "defined twice in the addon:\n" + "\n".join(twice)
 
 
 def _xml_ids():
