@@ -325,6 +325,10 @@ class SaleOrder(models.Model):
             order.id: order._get_invoice_period() for order in subscriptions if order.invoice_due
         }
         subscriptions.browse(periods)._check_periods_not_billed(periods)
+        # Sale prepares each order in its own environment (its customer's
+        # language and company), which reads the lines' taxes and invoice
+        # lines order by order: read them for the whole batch at once.
+        subscriptions.order_line.fetch(["tax_ids", "invoice_lines"])
         moves = super(SaleOrder, subscriptions)._create_invoices(
             grouped=True, final=final, date=date
         )

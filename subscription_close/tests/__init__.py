@@ -1,4 +1,5 @@
 from . import test_subscription_base
+from . import test_job
 from . import test_close_backend
 from . import test_performance
 from . import test_ui

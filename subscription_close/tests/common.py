@@ -4,7 +4,7 @@ from urllib.parse import parse_qs, urlparse
 from odoo.exceptions import UserError
 from odoo.fields import Command
 from odoo.http import Request
-from odoo.tests import HttpCase, new_test_user
+from odoo.tests import Form, HttpCase, new_test_user
 
 from odoo.addons.sale.tests.common import SaleCommon
 
@@ -20,9 +20,13 @@ class SubscriptionCommon(SaleCommon):
         # Keep tracking and chatter on: closing is asserted in the chatter.
         return {"mail_create_nosubscribe": True, "no_reset_password": True}
 
+    # The scheduled action _run_cron runs when none is named.
+    default_cron = INVOICING_CRON
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         # Tests add retention offers where they need them (demo data has one).
         cls.env["sale.order.close.reason"].search([]).retention_message = False
         Plan = cls.env["sale.subscription.plan"]
@@ -97,6 +101,59 @@ class SubscriptionCommon(SaleCommon):
         else:
             end_dates = orders._get_subscription_today()
         return orders._action_close(reason, end_dates, **kwargs)
+
+    def _run_cron(self, xmlid=None):
+        """Run the scheduled action ``xmlid`` as Odoo does (an HttpCase
+        already runs the registry in test mode)."""
+        cron = self.env.ref(xmlid or self.default_cron)
+        if isinstance(self, HttpCase):
+            cron.method_direct_trigger()
+        else:
+            with self.enter_registry_test_mode():
+                cron.method_direct_trigger()
+        self.env.invalidate_all()
+
+    def _close_with_wizard(self, orders, reason=None, when="now", close_date=None, user=None):
+        """Close ``orders`` through the Close popup, as ``user`` (a
+        salesperson by default) would."""
+        user = user or self.user_salesman
+        action = orders.with_user(user).action_open_close_wizard()
+        self.assertEqual(action["res_model"], "sale.order.close")
+        with Form(
+            self.env["sale.order.close"].with_user(user).with_context(**action["context"])
+        ) as wizard_form:
+            wizard_form.close_reason_id = reason or self.reason
+            wizard_form.close_when = when
+            if close_date:
+                wizard_form.close_date = close_date
+        return wizard_form.record.action_close()
+
+    def _pause(self, orders, resume_date=False, **kwargs):
+        return orders._action_pause(dict.fromkeys(orders.ids, resume_date), **kwargs)
+
+    def _pause_with_wizard(self, orders, resume_date=None, reason=None, user=None):
+        user = user or self.user_salesman
+        action = orders.with_user(user).action_open_pause_wizard()
+        with Form(
+            self.env["sale.order.pause"].with_user(user).with_context(**action["context"])
+        ) as wizard_form:
+            wizard_form.resume_when = "date" if resume_date else "manual"
+            if resume_date:
+                wizard_form.resume_date = resume_date
+            if reason:
+                wizard_form.pause_reason = reason
+        return wizard_form.record.action_pause()
+
+    def _invoices(self, order):
+        return order.subscription_invoice_ids.filtered(
+            lambda move: move.move_type == "out_invoice"
+        ).sorted("subscription_period_start")
+
+    def _periods(self, order):
+        return [
+            (move.subscription_period_start, move.subscription_period_end)
+            for move in self._invoices(order)
+        ]
 
     def flush_tracking(self):
         """Run the tracking that Odoo runs at commit time."""
@@ -192,25 +249,8 @@ class InvoicingCommon(SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.immediate = cls.env.ref("account.account_payment_term_immediate")
         cls.customer.property_payment_term_id = cls.immediate
-
-    def _run_cron(self, xmlid=INVOICING_CRON):
-        with self.enter_registry_test_mode():
-            self.env.ref(xmlid).method_direct_trigger()
-        self.env.invalidate_all()
-
-    def _invoices(self, order):
-        return order.subscription_invoice_ids.filtered(
-            lambda move: move.move_type == "out_invoice"
-        ).sorted("subscription_period_start")
-
-    def _periods(self, order):
-        return [
-            (move.subscription_period_start, move.subscription_period_end)
-            for move in self._invoices(order)
-        ]
 
     def _pay(self, invoice, amount=None, day=None):
         values = {"amount": amount or invoice.amount_residual}

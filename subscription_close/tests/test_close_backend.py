@@ -4,7 +4,7 @@ from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.fields import Command
-from odoo.tests import Form, tagged
+from odoo.tests import tagged
 
 from .common import SubscriptionCommon
 
@@ -77,17 +77,6 @@ class TestCloseSubscription(SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
-
-    def _close_with_wizard(self, orders, reason, user=None):
-        user = user or self.user_salesman
-        action = orders.with_user(user).action_open_close_wizard()
-        self.assertEqual(action["res_model"], "sale.order.close")
-        with Form(
-            self.env["sale.order.close"].with_user(user).with_context(**action["context"])
-        ) as wizard_form:
-            wizard_form.close_reason_id = reason
-        return wizard_form.record.action_close()
 
     @freeze_time("2026-05-20")
     def test_close_from_popup(self):

@@ -5,7 +5,7 @@ from unittest.mock import patch
 from freezegun import freeze_time
 
 from odoo.fields import Command
-from odoo.tests import Form, new_test_user, tagged
+from odoo.tests import new_test_user, tagged
 
 from .common import SubscriptionCommon, SubscriptionPortalCommon
 
@@ -21,7 +21,6 @@ class TestStateChangesThroughWrite(SubscriptionPortalCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         # One automation rule per change, each writing its own mark in the
         # customer reference of the order ("set a field" action).
         cls._add_rule("churned", "subscription_state", "[('subscription_state', '=', '6_churn')]")
@@ -91,24 +90,6 @@ class TestStateChangesThroughWrite(SubscriptionPortalCommon):
         with patch.object(SaleOrder, "write", write):
             yield seen
 
-    def _close_with_wizard(self, orders, when="now", close_date=None):
-        action = orders.with_user(self.user_salesman).action_open_close_wizard()
-        with Form(
-            self.env["sale.order.close"]
-            .with_user(self.user_salesman)
-            .with_context(**action["context"])
-        ) as wizard_form:
-            wizard_form.close_reason_id = self.reason
-            wizard_form.close_when = when
-            if close_date:
-                wizard_form.close_date = close_date
-        return wizard_form.record.action_close()
-
-    def _run_cron(self, xmlid):
-        # An HttpCase already runs the registry in test mode.
-        self.env.ref(xmlid).method_direct_trigger()
-        self.env.invalidate_all()
-
     def test_popup_one_and_many(self):
         one = self._create_subscription()
         many = self._create_subscription() + self._create_subscription()
@@ -124,7 +105,7 @@ class TestStateChangesThroughWrite(SubscriptionPortalCommon):
     def test_schedule_cron_cancel_and_reopen(self):
         kept, due = self._create_subscription(), self._create_subscription()
         with self._watch_writes() as seen:
-            self._close_with_wizard(kept + due, "date", date(2026, 6, 20))
+            self._close_with_wizard(kept + due, when="date", close_date=date(2026, 6, 20))
         for order in kept + due:
             self.assertEqual(order.client_order_ref, "closing")
             self.assertEqual(seen[order.id]["end_date"], date(2026, 6, 20))
@@ -230,7 +211,6 @@ class TestClosingChatterAndBatches(SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
 
     def test_one_message_per_change_in_a_transaction(self):
         order = self._create_subscription()

@@ -4,7 +4,7 @@ from unittest.mock import patch
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError
-from odoo.tests import Form, tagged
+from odoo.tests import tagged
 
 from .common import SubscriptionCommon
 
@@ -14,45 +14,14 @@ CLOSING_MODULE = "odoo.addons.subscription_close.models.sale_subscription_job"
 
 
 class PauseCommon(SubscriptionCommon):
+    default_cron = RESUME_CRON
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.plan_month.user_pausable = True
         immediate = cls.env.ref("account.account_payment_term_immediate")
         cls.customer.property_payment_term_id = immediate
-
-    def _run_cron(self, xmlid=RESUME_CRON):
-        with self.enter_registry_test_mode():
-            self.env.ref(xmlid).method_direct_trigger()
-        self.env.invalidate_all()
-
-    def _pause(self, orders, resume_date=False, **kwargs):
-        return orders._action_pause(dict.fromkeys(orders.ids, resume_date), **kwargs)
-
-    def _pause_with_wizard(self, orders, resume_date=None, reason=None, user=None):
-        user = user or self.user_salesman
-        action = orders.with_user(user).action_open_pause_wizard()
-        with Form(
-            self.env["sale.order.pause"].with_user(user).with_context(**action["context"])
-        ) as wizard_form:
-            wizard_form.resume_when = "date" if resume_date else "manual"
-            if resume_date:
-                wizard_form.resume_date = resume_date
-            if reason:
-                wizard_form.pause_reason = reason
-        return wizard_form.record.action_pause()
-
-    def _invoices(self, order):
-        return order.subscription_invoice_ids.filtered(
-            lambda move: move.move_type == "out_invoice"
-        ).sorted("subscription_period_start")
-
-    def _periods(self, order):
-        return [
-            (move.subscription_period_start, move.subscription_period_end)
-            for move in self._invoices(order)
-        ]
 
 
 @tagged("post_install", "-at_install")

@@ -13,7 +13,6 @@ class PausePortalCommon(SubscriptionPortalCommon):
     def setUpClass(cls):
         super().setUpClass()
         cls.plan_month.write({"user_pausable": True, "max_pause_months": 3})
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.plain_reason = cls.env.ref("subscription_close.close_reason_not_needed")
         with freeze_time("2026-01-10"):
             cls.subscription = cls._create_subscription(user_id=cls.user_salesman.id)

@@ -24,7 +24,6 @@ class PerformanceCommon(SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.orders_10 = cls._create_running_subscriptions(10)
         cls.orders_200 = cls._create_running_subscriptions(200)
 

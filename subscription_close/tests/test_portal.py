@@ -17,7 +17,6 @@ class TestPortalSubscription(SubscriptionPortalCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.subscription = cls._create_subscription()
         cls.other_customer, cls.other_portal_user = cls._create_portal_customer(
             "Bob Other", "sc_portal_other"
@@ -378,7 +377,6 @@ class TestPortalScheduledClose(SubscriptionPortalCommon):
     def setUpClass(cls):
         super().setUpClass()
         cls.plan_month.user_closable_options = "end_of_period"
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         with freeze_time("2025-12-31"):
             cls.subscription = cls._create_subscription()
 

@@ -6,7 +6,7 @@ from freezegun import freeze_time
 from psycopg2.errors import SerializationFailure
 
 from odoo.fields import Command, Datetime
-from odoo.tests import Form, tagged
+from odoo.tests import tagged
 
 from .common import SubscriptionCommon
 from .test_performance import per_hundred
@@ -16,33 +16,12 @@ _logger = logging.getLogger(__name__)
 
 @tagged("post_install", "-at_install")
 class TestScheduledClose(SubscriptionCommon):
+    default_cron = "subscription_close.ir_cron_close_expired"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.expired = cls.env.ref("subscription_close.close_reason_expired")
-
-    def _close_with_wizard(self, orders, when, close_date=None):
-        action = orders.with_user(self.user_salesman).action_open_close_wizard()
-        with Form(
-            self.env["sale.order.close"]
-            .with_user(self.user_salesman)
-            .with_context(**action["context"])
-        ) as wizard_form:
-            wizard_form.close_reason_id = self.reason
-            wizard_form.close_when = when
-            if close_date:
-                wizard_form.close_date = close_date
-        return wizard_form.record.action_close()
-
-    def _run_cron(self, xmlid="subscription_close.ir_cron_close_expired"):
-        with self.enter_registry_test_mode():
-            self.env.ref(xmlid).method_direct_trigger()
-        self.env.invalidate_all()
-
-    # ------------------------------------------------------------------
-    # dates
-    # ------------------------------------------------------------------
 
     def test_period_end_dates(self):
         with freeze_time("2025-12-31"):
@@ -83,7 +62,7 @@ class TestScheduledClose(SubscriptionCommon):
             second = self._create_subscription(plan=self.plan_year)
         with freeze_time("2026-01-20"):
             self.flush_tracking()
-            self._close_with_wizard(first + second, "end_of_period")
+            self._close_with_wizard(first + second, when="end_of_period")
             self.assertEqual(first.end_date, date(2026, 1, 30))
             self.assertEqual(second.end_date, date(2027, 1, 9))
             for order in first + second:
@@ -100,13 +79,13 @@ class TestScheduledClose(SubscriptionCommon):
     @freeze_time("2026-06-10")
     def test_close_on_a_chosen_date(self):
         order = self._create_subscription()
-        self._close_with_wizard(order, "date", date(2026, 7, 1))
+        self._close_with_wizard(order, when="date", close_date=date(2026, 7, 1))
         self.assertEqual(order.end_date, date(2026, 7, 1))
         self.assertTrue(order.is_closing)
         for bad_date in (date(2026, 6, 10), date(2026, 6, 1)):
             other = self._create_subscription()
             with self.assertRaisesText("Choose a date after today"):
-                self._close_with_wizard(other, "date", bad_date)
+                self._close_with_wizard(other, when="date", close_date=bad_date)
             self.assertFalse(other.is_closing)
             self.assertEqual(other.subscription_state, "3_progress")
 

@@ -116,7 +116,6 @@ class TestChurnedSubscriptionUi(HttpCase, SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
 
     def test_churned_subscription_tour(self):
         running = self._create_subscription(user_id=self.user_salesman.id)
@@ -171,7 +170,6 @@ class TestPortalUsability(SubscriptionPortalCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
         cls.running = cls._create_subscription()
         cls.churned = cls._create_subscription()
         cls._close(cls.churned, cls.reason)
@@ -303,7 +301,6 @@ class TestClosingCancelledEmail(SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.reason = cls.env.ref("subscription_close.close_reason_too_expensive")
 
     def _mails(self, order):
         return self.env["mail.mail"].search(
