@@ -166,6 +166,9 @@ class SaleOrder(models.Model):
                 return "not_paused"
             if not self._is_portal_resumable():
                 return "not_resumable"
+        elif action == "card":
+            if self.subscription_state not in ("3_progress", "4_paused"):
+                return "not_running"
         elif action == "keep":
             if not self.is_closing:
                 return "not_closing"
@@ -269,6 +272,24 @@ class SaleOrder(models.Model):
         self._portal_check("keep")
         self._action_cancel_close(author=author)
         return "kept"
+
+    def _get_portal_payment_tokens(self):
+        """The customer's own saved cards that may pay ``self``: the portal
+        offers these and accepts nothing else."""
+        self.ensure_one()
+        if self._get_portal_refusal("card"):
+            return self.env["payment.token"]
+        return self._get_customer_payment_tokens()
+
+    def _portal_set_card(self, token_id, author):
+        """The customer picks another of their saved cards to pay ``self``."""
+        self.ensure_one()
+        self._portal_check("card")
+        token = self._get_portal_payment_tokens().filtered(lambda token: token.id == token_id)
+        if not token:
+            self._portal_refuse("invalid_card")
+        self._subscription_set_payment_token(token, author=author)
+        return "card_set"
 
     def _portal_record_retention(self, outcome, reason, offer):
         """Record in the retention analysis that the customer started to
