@@ -412,7 +412,9 @@ class SubscriptionPortal(CustomerPortal):
         methods=["POST"],
         website=True,
     )
-    def portal_subscription_card(self, order_id, access_token=None, payment_token_id=None, **kwargs):
+    def portal_subscription_card(
+        self, order_id, access_token=None, payment_token_id=None, **kwargs
+    ):
         """Pay the subscription with another of the customer's saved cards."""
         token_id = _to_int(payment_token_id)
         return self._subscription_action(

@@ -1,9 +1,12 @@
+import logging
 from datetime import timedelta
 
 from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.fields import Domain
+
+_logger = logging.getLogger(__name__)
 
 
 class AccountMove(models.Model):
@@ -263,8 +266,7 @@ class AccountMove(models.Model):
                 _logger.info("Charge %s: the payment provider failed: %s", tx.reference, error)
                 tx.subscription_id._subscription_mark_payment_exception(
                     self.env._(
-                        "The payment provider failed to answer the charge %(reference)s: "
-                        "%(error)s",
+                        "The payment provider failed to answer the charge %(reference)s: %(error)s",
                         reference=tx.reference,
                         error=str(error),
                     )

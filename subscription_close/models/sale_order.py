@@ -75,6 +75,7 @@ class SaleOrder(models.Model):
         string="Is a Subscription",
         compute="_compute_is_subscription",
         store=True,
+        precompute=True,
         index=True,
         help="A quotation is a subscription when it has a recurring plan or a subscription "
         "product; a confirmed order when it has a recurring plan.",
@@ -166,7 +167,10 @@ class SaleOrder(models.Model):
             if order.plan_id or order.state not in ("draft", "sent", False):
                 continue
             plans = order.order_line.product_id.product_tmpl_id.subscription_plan_id
-            plans = plans.filtered(lambda plan: plan.company_id in (order.company_id, plan.browse()))
+            company = order.company_id
+            plans = plans.filtered(
+                lambda plan, company=company: plan.company_id in (company, plan.browse())
+            )
             order.plan_id = plans[:1]
 
     @api.depends("plan_id", "state", "order_line.product_id.recurring_invoice")

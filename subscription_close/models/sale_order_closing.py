@@ -28,9 +28,10 @@ class SaleOrder(models.Model):
         them. A closing for a failed card payment is always told, with the
         way to pay and come back."""
         self.ensure_one()
-        if reason == self.env.ref(
+        payment_failed_id = self.env["ir.model.data"]._xmlid_to_res_id(
             "subscription_close.close_reason_payment_failed", raise_if_not_found=False
-        ):
+        )
+        if reason.id == payment_failed_id:
             return "payment_failed"
         if not self.plan_id.send_close_mail:
             return False

@@ -30,8 +30,7 @@ class SaleOrder(models.Model):
         copy=False,
         tracking=True,
         domain="[('partner_id.commercial_partner_id', '=', commercial_partner_id)]",
-        help="The customer's saved payment method charged for each invoice of the "
-        "subscription.",
+        help="The customer's saved payment method charged for each invoice of the subscription.",
     )
     commercial_partner_id = fields.Many2one(related="partner_id.commercial_partner_id")
     payment_exception = fields.Boolean(
@@ -72,8 +71,7 @@ class SaleOrder(models.Model):
             if refusal:
                 raise ValidationError(
                     self.env._(
-                        "The saved card %(card)s cannot pay the subscription %(order)s: "
-                        "%(why)s.",
+                        "The saved card %(card)s cannot pay the subscription %(order)s: %(why)s.",
                         card=order.payment_token_id.display_name,
                         order=order.display_name,
                         why=refusal,
@@ -128,7 +126,11 @@ class SaleOrder(models.Model):
                 continue
             order._subscription_write(
                 {order.id: {"payment_token_id": token.id}},
-                {order.id: order._get_subscription_log_message("card_set", author=author, note=token)},
+                {
+                    order.id: order._get_subscription_log_message(
+                        "card_set", author=author, note=token
+                    )
+                },
                 author=author,
             )
 
@@ -182,11 +184,7 @@ class SaleOrder(models.Model):
         for order in self.filtered(lambda order: not order.payment_exception):
             order._subscription_write(
                 {order.id: {"payment_exception": True}},
-                {
-                    order.id: order._get_subscription_log_message(
-                        "payment_exception", note=detail
-                    )
-                },
+                {order.id: order._get_subscription_log_message("payment_exception", note=detail)},
             )
             order.activity_schedule(
                 "mail.mail_activity_data_todo",
@@ -252,9 +250,11 @@ class SaleOrder(models.Model):
         reason = self.env.ref("subscription_close.close_reason_payment_failed")
         today_by_id = self._get_subscription_today()
         failed = self.filtered(
-            lambda order: order.subscription_state == "3_progress"
-            and order.subscription_invoice_ids.filtered_domain(
-                self.env["account.move"]._get_grace_over_domain()
+            lambda order: (
+                order.subscription_state == "3_progress"
+                and order.subscription_invoice_ids.filtered_domain(
+                    self.env["account.move"]._get_grace_over_domain()
+                )
             )
         )
         failed._action_close(reason, {order.id: today_by_id[order.id] for order in failed})
@@ -267,12 +267,14 @@ class SaleOrder(models.Model):
         reason = self.env.ref("subscription_close.close_reason_payment_failed")
         today_by_id = self._get_subscription_today()
         reopening = self.filtered(
-            lambda order: order.subscription_state == "6_churn"
-            and order.close_reason_id == reason
-            and order.plan_id.payment_reopen_days
-            and order.end_date
-            and today_by_id[order.id] - order.end_date
-            <= timedelta(days=order.plan_id.payment_reopen_days)
+            lambda order: (
+                order.subscription_state == "6_churn"
+                and order.close_reason_id == reason
+                and order.plan_id.payment_reopen_days
+                and order.end_date
+                and today_by_id[order.id] - order.end_date
+                <= timedelta(days=order.plan_id.payment_reopen_days)
+            )
         )
         if reopening:
             reopening._action_reopen()
