@@ -21,7 +21,7 @@ class PaymentTransaction(models.Model):
         subscription quotation keeps the card it was paid with; a declined
         charge of a subscription is logged, reminded to the customer and
         retried on the plan's schedule."""
-        super()._post_process()
+        res = super()._post_process()
         for tx in self.filtered(lambda tx: tx.state == "done" and tx.token_id):
             orders = tx.sale_order_ids.filtered(
                 lambda order: order.is_subscription and not order.payment_token_id
@@ -31,6 +31,7 @@ class PaymentTransaction(models.Model):
         self.filtered(
             lambda tx: tx.subscription_id and tx.state in ("cancel", "error")
         )._subscription_charge_declined()
+        return res
 
     def _subscription_charge_declined(self):
         """The charges of ``self`` were declined: their invoices stay open;

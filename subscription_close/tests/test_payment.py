@@ -11,6 +11,7 @@ from freezegun import freeze_time
 from odoo import Command
 from odoo.exceptions import ValidationError
 from odoo.tests import tagged
+from odoo.tools.safe_eval import safe_eval
 
 from .common import InvoicingCommon, SubscriptionPortalCommon
 
@@ -239,7 +240,7 @@ class TestCardCharges(CardCommon):
             "subscription_close.account_move_recovered_action"
         )
         groups = self.env["account.move"]._read_group(
-            eval(action["domain"]) + [("id", "=", invoice.id)],
+            safe_eval(action["domain"]) + [("id", "=", invoice.id)],
             ["subscription_recovered_date:month"],
             ["amount_total_signed:sum"],
         )
