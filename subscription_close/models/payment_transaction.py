@@ -24,7 +24,9 @@ class PaymentTransaction(models.Model):
         res = super()._post_process()
         for tx in self.filtered(lambda tx: tx.state == "done" and tx.token_id):
             orders = tx.sale_order_ids.filtered(
-                lambda order: order.is_subscription and not order.payment_token_id
+                lambda order: (
+                    order.is_subscription and order.state == "sale" and not order.payment_token_id
+                )
             )
             if orders:
                 orders._subscription_set_payment_token(tx.token_id)

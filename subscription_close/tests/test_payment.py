@@ -94,6 +94,23 @@ class TestCardCharges(CardCommon):
             set(self._invoices(order).mapped("payment_state")), {"paid", "in_payment"}
         )
 
+    def test_a_batch_of_cards_each_charged_once(self):
+        with freeze_time("2026-05-10"):
+            orders = self.env["sale.order"]
+            for state in ("done", "done", "cancel", "pending"):
+                orders |= self._card_subscription(state)
+            self._bill_and_charge()
+            self._bill_and_charge()
+        charges = (
+            self.env["payment.transaction"].sudo().search([("subscription_id", "in", orders.ids)])
+        )
+        self.assertEqual(len(charges), 4)
+        self.assertEqual(charges.subscription_id, orders)
+        self.assertEqual(
+            [self._charges(order).state for order in orders], ["done", "done", "cancel", "pending"]
+        )
+        self.assertEqual([len(charge.payment_id) for charge in charges.sorted("id")], [1, 1, 0, 0])
+
     def test_pending_charge_waits_and_blocks_the_next(self):
         with freeze_time("2026-05-10"):
             order = self._card_subscription("pending")
@@ -414,7 +431,7 @@ class TestOnlinePurchase(SubscriptionPortalCommon, CardCommon):
     payment routes and the demo provider: confirmed, started, its first
     period invoiced once, its card saved for the next ones."""
 
-    def _pay_online(self, quotation):
+    def _pay_online(self, quotation, amount=None, replay=False):
         self._login()
         processing = self.make_jsonrpc_request(
             f"/my/orders/{quotation.id}/transaction",
@@ -423,7 +440,7 @@ class TestOnlinePurchase(SubscriptionPortalCommon, CardCommon):
                 "provider_id": self.provider.id,
                 "payment_method_id": self.payment_method.id,
                 "token_id": None,
-                "amount": quotation.amount_total,
+                "amount": amount or quotation.amount_total,
                 "flow": "direct",
                 "tokenization_requested": True,
                 "landing_route": quotation.get_portal_url(),
@@ -439,6 +456,16 @@ class TestOnlinePurchase(SubscriptionPortalCommon, CardCommon):
             },
         )
         self.make_jsonrpc_request("/payment/status/poll", {})
+        if replay:  # the provider's notification, once more
+            self.make_jsonrpc_request(
+                "/payment/demo/simulate_payment",
+                {
+                    "reference": processing["reference"],
+                    "payment_details": "4242",
+                    "simulated_state": "done",
+                },
+            )
+            self.make_jsonrpc_request("/payment/status/poll", {})
         self.env.invalidate_all()
         return (
             self.env["payment.transaction"]
@@ -499,3 +526,50 @@ class TestOnlinePurchase(SubscriptionPortalCommon, CardCommon):
         self.assertEqual(len(invoice), 1)
         self.assertIn(invoice.payment_state, ("paid", "in_payment"))
         self.assertFalse(self._charges(quotation))
+
+    def test_forged_amount_and_replay(self):
+        self.env["ir.config_parameter"].sudo().set_param("sale.automatic_invoice", True)
+        with freeze_time("2026-05-10"):
+            # Paying less than the whole first period confirms nothing.
+            quotation = self._quotation()
+            tx = self._pay_online(quotation, amount=quotation.amount_total / 2)
+            self.assertEqual(tx.state, "done")
+            self.assertEqual(quotation.state, "draft")
+            self.assertFalse(quotation.payment_token_id)
+            self.assertFalse(self._invoices(quotation))
+            # A replayed notification of a real payment: confirmed and
+            # invoiced once.
+            other = self._quotation()
+            self._pay_online(other, replay=True)
+            self.assertEqual(other.state, "sale")
+            self.assertEqual(len(self._invoices(other)), 1)
+            self.assertEqual(len(other.transaction_ids), 1)
+
+    def test_another_customers_invoice_cannot_be_paid(self):
+        with freeze_time("2026-05-10"):
+            theirs = self._card_subscription(
+                "cancel", partner=self._create_portal_customer("Bob Other", "sc_pay_other")[0]
+            )
+            self._bill_and_charge()
+        invoice = self._invoices(theirs)
+        self._login()
+        page = self.url_open(f"/my/invoices/{invoice.id}", allow_redirects=False)
+        self.assertNotEqual(page.status_code, 200)
+        with self.assertRaises(Exception):
+            self.make_jsonrpc_request(
+                f"/invoice/transaction/{invoice.id}",
+                {
+                    "access_token": "forged",
+                    "provider_id": self.provider.id,
+                    "payment_method_id": self.payment_method.id,
+                    "token_id": None,
+                    "amount": invoice.amount_residual,
+                    "flow": "direct",
+                    "tokenization_requested": False,
+                    "landing_route": "/my/invoices",
+                    "is_validation": False,
+                },
+            )
+        self.env.invalidate_all()
+        self.assertEqual(invoice.payment_state, "not_paid")
+        self.assertEqual(len(invoice.transaction_ids), 1)  # its declined charge only
