@@ -3,6 +3,9 @@
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ADDON=subscription_close
+# The addons of the repository: the addon, and the demo of its card payments
+# (auto-installed next to payment_demo).
+ADDONS="subscription_close subscription_close_payment_demo"
 
 # Where bin/test and bin/demo set Odoo up when no Odoo 19 is found: the
 # source in .odoo/src, a virtualenv in .odoo/venv (ignored by git).

@@ -29,6 +29,7 @@
         "wizard/sale_order_pause_views.xml",
         "views/sale_order_views.xml",
         "views/sale_subscription_churn_views.xml",
+        "views/account_move_views.xml",
         "report/sale_subscription_retention_report_views.xml",
         "views/sale_portal_templates.xml",
         "views/subscription_close_menus.xml",

@@ -133,6 +133,7 @@ class SubscriptionPortal(CustomerPortal):
             values["portal_keepable"] = order_sudo._is_portal_keepable()
             values["pause_choices"] = self._get_subscription_pause_choices(order_sudo)
             values["portal_resumable"] = order_sudo._is_portal_resumable()
+            values["payment_tokens"] = order_sudo._get_portal_payment_tokens()
             values["subscription_contact"] = (
                 self._get_subscription_contact(order_sudo)
                 if order_sudo.subscription_state == "3_progress"
@@ -203,6 +204,9 @@ class SubscriptionPortal(CustomerPortal):
                 "This subscription cannot be resumed from the portal: please contact us."
             ),
             "invalid_duration": env._("Please choose one of the proposed pause lengths."),
+            "card_set": env._("Your subscription is now paid with the card you chose."),
+            "invalid_card": env._("Please choose one of your saved cards."),
+            "not_running": env._("This subscription is not in progress."),
         }
         if order_sudo.is_closing:
             texts["closing"] = env._(
@@ -232,6 +236,7 @@ class SubscriptionPortal(CustomerPortal):
         level = {
             "closed": "success",
             "closing": "success",
+            "card_set": "success",
             "kept": "success",
             "paused": "success",
             "resumed": "success",
@@ -397,6 +402,27 @@ class SubscriptionPortal(CustomerPortal):
             not kwargs,
             lambda order_sudo, author: self._subscription_redirect(
                 order_sudo, order_sudo._portal_resume(author)
+            ),
+        )
+
+    @http.route(
+        "/my/subscriptions/<int:order_id>/card",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        website=True,
+    )
+    def portal_subscription_card(
+        self, order_id, access_token=None, payment_token_id=None, **kwargs
+    ):
+        """Pay the subscription with another of the customer's saved cards."""
+        token_id = _to_int(payment_token_id)
+        return self._subscription_action(
+            order_id,
+            access_token,
+            not kwargs,
+            lambda order_sudo, author: self._subscription_redirect(
+                order_sudo, order_sudo._portal_set_card(token_id, author)
             ),
         )
 

@@ -4,10 +4,14 @@ from . import sale_order_close_reason
 from . import sale_subscription_retention_event
 from . import product_template
 from . import account_move
+from . import payment_provider
+from . import payment_token
+from . import payment_transaction
 from . import sale_order
 from . import sale_order_line
 from . import sale_order_invoicing
 from . import sale_order_closing
 from . import sale_order_pause
 from . import sale_order_churn
+from . import sale_order_payment
 from . import sale_order_portal

@@ -4,7 +4,7 @@ from datetime import timedelta
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.fields import Domain
-from odoo.tools import format_date
+from odoo.tools import format_amount, format_date
 
 SUBSCRIPTION_STATES = [
     ("1_draft", "Quotation"),
@@ -18,6 +18,13 @@ REFUSALS_SHOWN = 20
 # change is posted with the subtype that notifies the followers.
 CLOSING_FIELDS = {"end_date", "close_reason_id"}
 PAUSE_FIELDS = {"pause_start_date"}
+CARD_EVENTS = (
+    "charge_declined",
+    "payment_exception",
+    "payment_exception_cleared",
+    "card_set",
+    "card_archived",
+)
 
 
 class SubscriptionRefused(UserError):
@@ -56,6 +63,10 @@ class SaleOrder(models.Model):
     plan_id = fields.Many2one(
         "sale.subscription.plan",
         string="Recurring Plan",
+        compute="_compute_plan_id",
+        store=True,
+        readonly=False,
+        precompute=True,
         index="btree_not_null",
         check_company=True,
         tracking=True,
@@ -64,6 +75,7 @@ class SaleOrder(models.Model):
         string="Is a Subscription",
         compute="_compute_is_subscription",
         store=True,
+        precompute=True,
         index=True,
         help="A quotation is a subscription when it has a recurring plan or a subscription "
         "product; a confirmed order when it has a recurring plan.",
@@ -114,7 +126,12 @@ class SaleOrder(models.Model):
         help="Subscription status, with Closing for subscriptions whose closing is scheduled.",
     )
     close_mail_to_send = fields.Selection(
-        [("closed", "Closed"), ("scheduled", "Closing scheduled"), ("kept", "Closing cancelled")],
+        [
+            ("closed", "Closed"),
+            ("scheduled", "Closing scheduled"),
+            ("kept", "Closing cancelled"),
+            ("payment_failed", "Closed: payment failed"),
+        ],
         string="Closure Email to Send",
         copy=False,
         readonly=True,
@@ -140,6 +157,21 @@ class SaleOrder(models.Model):
         copy=False,
         help="Why the subscription is paused, as given when it was paused.",
     )
+
+    @api.depends("order_line.product_id")
+    def _compute_plan_id(self):
+        """A quotation selling a subscription product gets the product's
+        recurring plan, if it has none yet (e.g. a cart of the online
+        shop)."""
+        for order in self:
+            if order.plan_id or order.state not in ("draft", "sent", False):
+                continue
+            plans = order.order_line.product_id.product_tmpl_id.subscription_plan_id
+            company = order.company_id
+            plans = plans.filtered(
+                lambda plan, company=company: plan.company_id in (company, plan.browse())
+            )
+            order.plan_id = plans[:1]
 
     @api.depends("plan_id", "state", "order_line.product_id.recurring_invoice")
     def _compute_is_subscription(self):
@@ -494,7 +526,7 @@ class SaleOrder(models.Model):
             "subscription_state": state,
             "end_date": end_date,
             "close_reason_id": reason.id,
-            "close_mail_to_send": self._prepare_close_mail(state),
+            "close_mail_to_send": self._prepare_close_mail(state, reason),
         }
         if self.subscription_state == "4_paused":
             vals.update({"pause_start_date": False, "resume_date": False, "pause_reason": False})
@@ -745,7 +777,12 @@ class SaleOrder(models.Model):
           reason), ``resumed``, ``pause_ended`` (``end_date`` is the day it
           resumes);
         - invoicing: ``invoiced`` (``invoice`` bills ``period``, a
-          ``(start, end)`` pair; no invoice when there was nothing to bill).
+          ``(start, end)`` pair; no invoice when there was nothing to bill);
+        - card payments: ``charge_declined`` (``invoice``, ``note`` the
+          transaction, ``end_date`` the next retry or ``False``),
+          ``payment_exception`` (``note`` what happened),
+          ``payment_exception_cleared``, ``card_set`` and ``card_archived``
+          (``note`` the card).
 
         Override to change or add to the text (it is called for each order of
         a batch: read what it needs from ``self``, which prefetches for the
@@ -796,6 +833,8 @@ class SaleOrder(models.Model):
                 )
             else:
                 body = self.env._("Period %(period)s: nothing to invoice.", period=label)
+        elif event in CARD_EVENTS:
+            body = self._get_card_log_message(event, name, invoice, end_date, note)
         else:
             body = ""
         if retention_shown:
@@ -822,6 +861,51 @@ class SaleOrder(models.Model):
             "Subscription closed by %(name)s. Close Reason: %(reason)s",
             name=name,
             reason=reason.name,
+        )
+
+    def _get_card_log_message(self, event, name, invoice, next_charge, note):
+        if event == "charge_declined":
+            body = self.env._(
+                "The card %(card)s was declined for %(amount)s of the invoice %(invoice)s "
+                "(%(message)s).",
+                card=note.token_id.display_name,
+                amount=format_amount(self.env, note.amount, note.currency_id),
+                invoice=invoice._get_html_link(),
+                message=note.state_message or note.state,
+            )
+            if next_charge:
+                return self.env._(
+                    "%(message)s It is charged again on %(date)s; the customer is emailed a "
+                    "link to pay now.",
+                    message=body,
+                    date=format_date(self.env, next_charge),
+                )
+            return self.env._(
+                "%(message)s No retry is left: the subscription closes at the end of the grace "
+                "period if the invoice is not paid.",
+                message=body,
+            )
+        if event == "payment_exception":
+            return self.env._(
+                "Payment exception: %(detail)s Nothing charges the card until the exception is "
+                "cleared.",
+                detail=note,
+            )
+        if event == "payment_exception_cleared":
+            return self.env._(
+                "Payment exception cleared by %(name)s: the card may be charged again.",
+                name=name,
+            )
+        if event == "card_set":
+            return self.env._(
+                "Card %(card)s set by %(name)s: it pays the next invoices.",
+                card=note.display_name,
+                name=name,
+            )
+        return self.env._(
+            "The card %(card)s was archived: it no longer pays this subscription. Its invoices "
+            "are to be paid by hand until another card is set.",
+            card=note.display_name,
         )
 
     def _get_paused_log_message(self, name, resume_date, note):

@@ -22,10 +22,17 @@ class SaleOrder(models.Model):
     # Closure emails
     # ------------------------------------------------------------------
 
-    def _prepare_close_mail(self, state):
+    def _prepare_close_mail(self, state, reason):
         """The closure email to queue when ``self`` closes (``state``
-        churned) or schedules its closing, if its plan sends them."""
+        churned) or schedules its closing with ``reason``, if its plan sends
+        them. A closing for a failed card payment is always told, with the
+        way to pay and come back."""
         self.ensure_one()
+        payment_failed_id = self.env["ir.model.data"]._xmlid_to_res_id(
+            "subscription_close.close_reason_payment_failed", raise_if_not_found=False
+        )
+        if reason.id == payment_failed_id:
+            return "payment_failed"
         if not self.plan_id.send_close_mail:
             return False
         return "closed" if state == "6_churn" else "scheduled"
@@ -55,6 +62,9 @@ class SaleOrder(models.Model):
             "closed": self.env.ref("subscription_close.mail_template_subscription_closed"),
             "scheduled": self.env.ref("subscription_close.mail_template_subscription_closing"),
             "kept": self.env.ref("subscription_close.mail_template_subscription_kept"),
+            "payment_failed": self.env.ref(
+                "subscription_close.mail_template_subscription_payment_failed"
+            ),
         }
 
         def send(orders):

@@ -309,6 +309,11 @@ class SaleOrder(models.Model):
                 not order.invoice_due and not any(line.qty_to_invoice for line in order.order_line)
             )
         )
+        others = self - subscriptions
+        if nothing and not self.env.context.get("raise_if_nothing_to_invoice", True):
+            # As sale does when asked not to raise (e.g. a paid online order).
+            subscriptions -= nothing
+            nothing = nothing.browse()
         self._subscription_refuse(
             {
                 order: self.env._(
@@ -329,13 +334,14 @@ class SaleOrder(models.Model):
         # language and company), which reads the lines' taxes and invoice
         # lines order by order: read them for the whole batch at once.
         subscriptions.order_line.fetch(["tax_ids", "invoice_lines"])
-        moves = super(SaleOrder, subscriptions)._create_invoices(
-            grouped=True, final=final, date=date
-        )
+        moves = self.env["account.move"]
+        if subscriptions:
+            moves = super(SaleOrder, subscriptions)._create_invoices(
+                grouped=True, final=final, date=date
+            )
         if self.env.context.get("subscription_post_invoices"):
             self._subscription_post_invoices(moves)
         subscriptions.browse(periods)._subscription_periods_invoiced(moves, periods)
-        others = self - subscriptions
         if others:
             moves |= super(SaleOrder, others)._create_invoices(
                 grouped=grouped, final=final, date=date
@@ -363,6 +369,8 @@ class SaleOrder(models.Model):
         overlap a period already invoiced (an invoice not cancelled): the
         check the database makes too, with a message that names the invoice.
         Called under the subscriptions' lock."""
+        if not periods:
+            return
         billed = self.env["account.move"].search(
             [
                 ("subscription_id", "in", list(periods)),
@@ -580,6 +588,8 @@ class SaleOrder(models.Model):
                 batch_size,
                 cron_xmlid,
             )
+        # The saved cards are charged for the invoices just posted.
+        self.env.ref("subscription_close.ir_cron_charge_subscriptions")._trigger()
 
     def _create_recurring_invoices_batch(self):
         """Invoice the subscriptions of ``self`` (a locked batch of the
@@ -758,6 +768,8 @@ class SaleOrder(models.Model):
             lambda order: (
                 order.subscription_state == "3_progress"
                 and order.plan_id.auto_close_days
+                # A subscription paid by card: its retries and grace period decide.
+                and not (order.payment_token_id and order.plan_id.charge_saved_card)
                 and order._get_overdue_invoices(
                     order.plan_id.auto_close_days, today_by_id[order.id]
                 )

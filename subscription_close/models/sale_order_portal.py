@@ -144,34 +144,44 @@ class SaleOrder(models.Model):
 
     def _get_portal_refusal(self, action):
         """The code of why the customer may not ``action`` (``close``,
-        ``stay``, ``pause``, ``resume``, ``keep``) the subscription ``self``
-        now, or ``False``."""
+        ``stay``, ``pause``, ``resume``, ``keep``, ``card``) the subscription
+        ``self`` now, or ``False``."""
         self.ensure_one()
         if action in ("close", "stay"):
-            if self.subscription_state == "6_churn":
-                return "already_closed"
-            if not self._is_portal_closable():
-                return "not_closable"
-        elif action == "pause":
-            if self.subscription_state == "6_churn":
-                return "already_closed"
-            if self.subscription_state == "4_paused":
-                return "already_paused"
-            if self.is_closing and self.plan_id.user_pausable:
-                return "pause_closing"
-            if not self._is_portal_pausable():
-                return "not_pausable"
-        elif action == "resume":
-            if self.subscription_state != "4_paused":
-                return "not_paused"
-            if not self._is_portal_resumable():
-                return "not_resumable"
-        elif action == "keep":
-            if not self.is_closing:
-                return "not_closing"
-            if not self._is_portal_keepable():
-                return "not_keepable"
-        return False
+            return self._get_portal_close_refusal()
+        return {
+            "pause": self._get_portal_pause_refusal,
+            "resume": self._get_portal_resume_refusal,
+            "keep": self._get_portal_keep_refusal,
+            "card": self._get_portal_card_refusal,
+        }[action]()
+
+    def _get_portal_close_refusal(self):
+        if self.subscription_state == "6_churn":
+            return "already_closed"
+        return False if self._is_portal_closable() else "not_closable"
+
+    def _get_portal_pause_refusal(self):
+        if self.subscription_state == "6_churn":
+            return "already_closed"
+        if self.subscription_state == "4_paused":
+            return "already_paused"
+        if self.is_closing and self.plan_id.user_pausable:
+            return "pause_closing"
+        return False if self._is_portal_pausable() else "not_pausable"
+
+    def _get_portal_resume_refusal(self):
+        if self.subscription_state != "4_paused":
+            return "not_paused"
+        return False if self._is_portal_resumable() else "not_resumable"
+
+    def _get_portal_keep_refusal(self):
+        if not self.is_closing:
+            return "not_closing"
+        return False if self._is_portal_keepable() else "not_keepable"
+
+    def _get_portal_card_refusal(self):
+        return False if self.subscription_state in ("3_progress", "4_paused") else "not_running"
 
     def _portal_refuse(self, code):
         raise SubscriptionRefused(
@@ -269,6 +279,24 @@ class SaleOrder(models.Model):
         self._portal_check("keep")
         self._action_cancel_close(author=author)
         return "kept"
+
+    def _get_portal_payment_tokens(self):
+        """The customer's own saved cards that may pay ``self``: the portal
+        offers these and accepts nothing else."""
+        self.ensure_one()
+        if self._get_portal_refusal("card"):
+            return self.env["payment.token"]
+        return self._get_customer_payment_tokens()
+
+    def _portal_set_card(self, token_id, author):
+        """The customer picks another of their saved cards to pay ``self``."""
+        self.ensure_one()
+        self._portal_check("card")
+        token = self._get_portal_payment_tokens().filtered(lambda token: token.id == token_id)
+        if not token:
+            self._portal_refuse("invalid_card")
+        self._subscription_set_payment_token(token, author=author)
+        return "card_set"
 
     def _portal_record_retention(self, outcome, reason, offer):
         """Record in the retention analysis that the customer started to

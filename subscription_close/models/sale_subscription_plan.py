@@ -1,6 +1,7 @@
 from dateutil.relativedelta import relativedelta
 
 from odoo import api, fields, models
+from odoo.exceptions import ValidationError
 
 PERIOD_UNITS = [
     ("week", "Weeks"),
@@ -118,8 +119,36 @@ class SaleSubscriptionPlan(models.Model):
         string="Overdue Reminder",
         help="Email the customer once when an invoice of their subscription becomes overdue.",
     )
+    charge_saved_card = fields.Boolean(
+        string="Charge the Saved Card",
+        default=True,
+        help="Charge the customer's saved card (the subscription's payment method) for each "
+        "invoice the invoicing posts.",
+    )
+    payment_retry_days = fields.Char(
+        string="Retry a Declined Card After",
+        default="1,3,7,14",
+        help="Days after the first declined charge of an invoice when the card is charged again, "
+        "separated by commas (e.g. 1,3,7,14). Paying by hand or with another card stops it.",
+    )
+    payment_grace_days = fields.Integer(
+        string="Grace Period",
+        default=21,
+        help="Days after the first declined charge of an invoice: still unpaid then, the "
+        "subscription closes with the reason Payment failed.",
+    )
+    payment_reopen_days = fields.Integer(
+        string="Reopen When Paid Within",
+        default=30,
+        help="Days after a closing for a failed payment during which paying the invoice reopens "
+        "the subscription (0: never).",
+    )
     subscription_count = fields.Integer(compute="_compute_subscription_count")
 
+    _payment_grace_days_positive = models.Constraint(
+        "CHECK(payment_grace_days >= 0 AND payment_reopen_days >= 0)",
+        "The grace period and the reopening delay of a plan cannot be negative.",
+    )
     _auto_close_days_positive = models.Constraint(
         "CHECK(auto_close_days >= 0)",
         "The days before an automatic closing cannot be negative.",
@@ -132,6 +161,43 @@ class SaleSubscriptionPlan(models.Model):
         "CHECK(billing_period_value > 0)",
         "The billing period of a recurring plan must be a positive number.",
     )
+
+    @api.constrains("payment_retry_days", "payment_grace_days")
+    def _check_payment_retry_days(self):
+        for plan in self:
+            days = plan._get_payment_retry_days()  # raises on a malformed value
+            if days and plan.payment_grace_days and days[-1] >= plan.payment_grace_days:
+                raise ValidationError(
+                    self.env._(
+                        "The last retry of a declined card (day %(day)s) must come before the end "
+                        "of the grace period (day %(grace)s) of the plan %(plan)s.",
+                        day=days[-1],
+                        grace=plan.payment_grace_days,
+                        plan=plan.name,
+                    )
+                )
+
+    def _get_payment_retry_days(self):
+        """The retry schedule of a declined card: days after the first
+        declined charge, increasing (``[1, 3, 7, 14]``)."""
+        self.ensure_one()
+        text = (self.payment_retry_days or "").replace(" ", "")
+        if not text:
+            return []
+        try:
+            days = [int(part) for part in text.split(",")]
+        except ValueError:
+            days = []
+        if not days or any(day <= 0 for day in days) or days != sorted(set(days)):
+            raise ValidationError(
+                self.env._(
+                    'The retry schedule "%(days)s" of the plan %(plan)s must be increasing '
+                    "numbers of days, separated by commas (e.g. 1,3,7,14).",
+                    days=self.payment_retry_days,
+                    plan=self.name,
+                )
+            )
+        return days
 
     @api.depends("billing_period_unit")
     def _compute_billing_period_unit_one(self):

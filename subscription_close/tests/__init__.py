@@ -10,6 +10,7 @@ from . import test_churn
 from . import test_orm_hooks
 from . import test_invoicing
 from . import test_invoicing_sale
+from . import test_payment
 from . import test_pause
 from . import test_pause_portal
 from . import test_usability
