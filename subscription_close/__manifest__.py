@@ -2,7 +2,7 @@
     "name": "Subscription Closing",
     "summary": "Recurring plans, subscription orders and closing them "
     "from the backend or the customer portal",
-    "version": "19.0.1.0.0",
+    "version": "19.0.1.1.0",
     "category": "Sales/Subscriptions",
     "website": "https://github.com/subscription-close/subscription_close",
     "author": "Subscription Close developers",
@@ -17,6 +17,7 @@
         "security/subscription_close_security.xml",
         "security/ir.model.access.csv",
         "data/mail_message_subtype_data.xml",
+        "data/ir_sequence_data.xml",
         "data/sale_order_close_reason_data.xml",
         "data/mail_template_data.xml",
         "data/ir_cron_data.xml",
@@ -30,13 +31,16 @@
         "views/sale_order_views.xml",
         "views/sale_subscription_churn_views.xml",
         "views/account_move_views.xml",
+        "views/sale_subscription_cancellation_views.xml",
         "report/sale_subscription_retention_report_views.xml",
         "views/sale_portal_templates.xml",
+        "views/subscription_cancel_templates.xml",
         "views/subscription_close_menus.xml",
     ],
     "assets": {
         "web.assets_frontend": [
             "subscription_close/static/src/scss/subscription_portal.scss",
+            "subscription_close/static/src/interactions/*.js",
         ],
         "web.assets_tests": [
             "subscription_close/static/tests/tours/*.js",

@@ -8,6 +8,9 @@ from odoo.addons.sale.controllers.portal import CustomerPortal
 
 from ..models.sale_order import SubscriptionRefused
 
+# The longest comment or cause a customer may write (a form field).
+COMMENT_MAX_LENGTH = 2000
+
 
 class SubscriptionPortal(CustomerPortal):
     """Customer portal of subscriptions: the list, the subscription block of
@@ -119,6 +122,8 @@ class SubscriptionPortal(CustomerPortal):
                 else order_sudo.env["sale.order.close.reason"]
             )
             values["portal_close_date"] = closable and order_sudo._get_portal_close_date()
+            values["portal_offers_beside"] = closable and order_sudo._portal_offers_beside()
+            values["portal_close_terms"] = closable and order_sudo._get_terms_description()
             retention_reason = closable and order_sudo._find_portal_close_reason(
                 _to_int(kwargs.get("retention_reason"))
             )
@@ -207,6 +212,7 @@ class SubscriptionPortal(CustomerPortal):
             "card_set": env._("Your subscription is now paid with the card you chose."),
             "invalid_card": env._("Please choose one of your saved cards."),
             "not_running": env._("This subscription is not in progress."),
+            "comment_required": env._("Please tell us more in the comment."),
         }
         if order_sudo.is_closing:
             texts["closing"] = env._(
@@ -313,19 +319,24 @@ class SubscriptionPortal(CustomerPortal):
         access_token=None,
         close_reason_id=None,
         retention_acknowledged=None,
+        close_comment=None,
         **kwargs,
     ):
         reason_id = _to_int(close_reason_id)
 
         def close(order_sudo, author):
-            code = order_sudo._portal_close(reason_id, bool(retention_acknowledged), author)
+            code = order_sudo._portal_close(
+                reason_id, bool(retention_acknowledged), author, comment=close_comment
+            )
             retention = reason_id if code == "retention" else None
             return self._subscription_redirect(order_sudo, code, retention_reason=retention)
 
         return self._subscription_action(
             order_id,
             access_token,
-            not kwargs and retention_acknowledged in (None, "1"),
+            not kwargs
+            and retention_acknowledged in (None, "1")
+            and len(close_comment or "") <= COMMENT_MAX_LENGTH,
             close,
         )
 
@@ -362,11 +373,13 @@ class SubscriptionPortal(CustomerPortal):
         pause_months=None,
         origin=None,
         close_reason_id=None,
+        close_comment=None,
         **kwargs,
     ):
         """Pause a subscription for one of the lengths offered, from the
         Pause popup, or instead of closing it from the Close popup
-        (``origin=close``, with the reason picked there if any)."""
+        (``origin=close``, with the reason picked there if any; the comment
+        written there is for a closing, not kept)."""
         instead_of_closing = origin == "close"
 
         def pause(order_sudo, author):
@@ -383,7 +396,8 @@ class SubscriptionPortal(CustomerPortal):
             access_token,
             not kwargs
             and origin in (None, "close")
-            and (instead_of_closing or not close_reason_id),
+            and (instead_of_closing or not (close_reason_id or close_comment))
+            and len(close_comment or "") <= COMMENT_MAX_LENGTH,
             pause,
         )
 

@@ -2,6 +2,7 @@ from . import sale_subscription_job
 from . import sale_subscription_plan
 from . import sale_order_close_reason
 from . import sale_subscription_retention_event
+from . import sale_subscription_cancellation
 from . import product_template
 from . import account_move
 from . import payment_provider
@@ -15,3 +16,4 @@ from . import sale_order_pause
 from . import sale_order_churn
 from . import sale_order_payment
 from . import sale_order_portal
+from . import sale_order_cancellation

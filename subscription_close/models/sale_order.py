@@ -113,6 +113,13 @@ class SaleOrder(models.Model):
         readonly=True,
         tracking=True,
     )
+    close_comment = fields.Text(
+        string="Close Comment",
+        copy=False,
+        readonly=True,
+        help="What the customer or the salesperson wrote when closing, as given with the "
+        "close reason.",
+    )
     is_closing = fields.Boolean(
         string="Closing",
         compute="_compute_is_closing",
@@ -252,6 +259,7 @@ class SaleOrder(models.Model):
                 {
                     "end_date": False,
                     "close_reason_id": False,
+                    "close_comment": False,
                     "close_mail_to_send": False,
                     "pause_start_date": False,
                     "resume_date": False,
@@ -450,7 +458,16 @@ class SaleOrder(models.Model):
     # Transitions
     # ------------------------------------------------------------------
 
-    def _action_close(self, reason, end_dates, author=None, retention_shown=False):
+    def _action_close(
+        self,
+        reason,
+        end_dates,
+        author=None,
+        retention_shown=False,
+        comment=None,
+        override_terms=False,
+        declaration=None,
+    ):
         """Close the subscriptions of ``self``: the one closing method.
 
         The Close popup (one or many orders), the customer portal and the
@@ -469,6 +486,17 @@ class SaleOrder(models.Model):
             user (the customer, from the portal).
         :param retention_shown: the customer saw the retention offer of the
             reason before confirming; the chatter says so.
+        :param comment: what the customer or the salesperson wrote, kept on
+            the order (``close_comment``) and shown in the chatter; required
+            by a reason that says so.
+        :param override_terms: end the subscriptions before what the notice
+            period and the minimum term of their plan allow (the
+            :meth:`_get_earliest_end_dates`); only for users of the group
+            *Override Notice Periods and Minimum Terms*, logged in the chatter.
+            Without it such an end date is refused (callers compute it with
+            :meth:`_subscription_apply_terms`).
+        :param declaration: the ``sale.subscription.cancellation`` the
+            customer sent from the cancellation page, named in the chatter.
 
         Closing now a subscription whose plan says so also prepares a draft
         credit note for the days it does not use
@@ -488,6 +516,17 @@ class SaleOrder(models.Model):
             )
         self._check_can_close(end_dates)
         reason._check_usable_for(self)
+        comment = (comment or "").strip() or False
+        reason._check_comment(comment)
+        if override_terms:
+            self._check_can_override_terms()
+        else:
+            # Declared on the cancellation page: the terms count from the
+            # day of the declaration.
+            declared_on = declaration and {
+                order.id: declaration._get_declared_date(order) for order in self
+            }
+            self._check_close_terms(reason, end_dates, on=declared_on or None)
         # Known before the closing changes the orders (e.g. ends their pause).
         unused_starts = self._get_unused_start_dates(end_dates)
         self._subscription_before_close(end_dates)
@@ -504,10 +543,18 @@ class SaleOrder(models.Model):
                     state = "6_churn"
                     if end_date == today:
                         closed_now |= order
-                vals_by_id[order.id] = order._prepare_close_values(reason, end_date, state)
+                vals_by_id[order.id] = order._prepare_close_values(
+                    reason, end_date, state, comment=comment
+                )
                 event_by_id[order.id] = (event, end_date)
             body_by_id = chunk._subscription_log_bodies(
-                event_by_id, author=author, reason=reason, retention_shown=retention_shown
+                event_by_id,
+                author=author,
+                reason=reason,
+                retention_shown=retention_shown,
+                note=comment,
+                override_terms=override_terms,
+                declaration=declaration,
             )
             chunk._subscription_write(vals_by_id, body_by_id, author=author)
         self._subscription_send_close_mails()
@@ -515,17 +562,18 @@ class SaleOrder(models.Model):
         self._subscription_after_close(end_dates)
         return True
 
-    def _prepare_close_values(self, reason, end_date, state):
+    def _prepare_close_values(self, reason, end_date, state, comment=False):
         """The values :meth:`_action_close` writes on the order ``self``
         (closed now when ``state`` is churned, else scheduled): the status,
-        the end and the reason, the closure email to send, the end of a
-        pause, nothing left to invoice once closed. Override to write more;
-        orders with equal values are written together."""
+        the end, the reason and the ``comment``, the closure email to send,
+        the end of a pause, nothing left to invoice once closed. Override to
+        write more; orders with equal values are written together."""
         self.ensure_one()
         vals = {
             "subscription_state": state,
             "end_date": end_date,
             "close_reason_id": reason.id,
+            "close_comment": comment or False,
             "close_mail_to_send": self._prepare_close_mail(state, reason),
         }
         if self.subscription_state == "4_paused":
@@ -586,6 +634,7 @@ class SaleOrder(models.Model):
             "subscription_state": "3_progress",
             "end_date": False,
             "close_reason_id": False,
+            "close_comment": False,
             "close_mail_to_send": False,
         }
         next_date = self.next_invoice_date
@@ -625,6 +674,7 @@ class SaleOrder(models.Model):
         return {
             "end_date": False,
             "close_reason_id": False,
+            "close_comment": False,
             "close_mail_to_send": self._get_close_cancelled_mail(),
         }
 
@@ -766,13 +816,18 @@ class SaleOrder(models.Model):
         invoice=None,
         period=None,
         credit_notes=None,
+        override_terms=False,
+        declaration=None,
     ):
         """The chatter text logged on the order ``self`` for ``event``, the
         one place of every subscription message:
 
         - closing: ``closed``, ``expired`` (closed by the scheduled action on
-          its end date), ``close_scheduled``, ``close_cancelled``,
-          ``reopened`` (with the draft ``credit_notes`` it cancelled);
+          its end date), ``close_scheduled`` (``note`` is the comment of the
+          closing, ``override_terms`` says the plan's notice period and
+          minimum term were overridden, ``declaration`` the declaration of
+          the cancellation page), ``close_cancelled``, ``reopened`` (with the
+          draft ``credit_notes`` it cancelled);
         - pause: ``paused`` (``end_date`` is the resume date, ``note`` the
           reason), ``resumed``, ``pause_ended`` (``end_date`` is the day it
           resumes);
@@ -837,6 +892,10 @@ class SaleOrder(models.Model):
             body = self._get_card_log_message(event, name, invoice, end_date, note)
         else:
             body = ""
+        if event in ("closed", "expired", "close_scheduled"):
+            body = self._get_close_details_log_message(
+                body, name, note, override_terms, declaration
+            )
         if retention_shown:
             body = self.env._(
                 "%(message)s (a retention offer was shown before closing)", message=body
@@ -862,6 +921,27 @@ class SaleOrder(models.Model):
             name=name,
             reason=reason.name,
         )
+
+    def _get_close_details_log_message(self, body, name, comment, override_terms, declaration):
+        """A closing's message with its comment, the override of the plan's
+        terms and the declaration it comes from, if any."""
+        if declaration:
+            body = self.env._(
+                "%(message)s Declared on the cancellation page on %(datetime)s: %(declaration)s",
+                message=body,
+                datetime=declaration._format_declared_at(self._subscription_tz()),
+                declaration=declaration._get_html_link(),
+            )
+        if override_terms:
+            body = self.env._(
+                "%(message)s The notice period and the minimum term of the plan were "
+                "overridden by %(name)s.",
+                message=body,
+                name=self.env.user.partner_id.name,
+            )
+        if comment:
+            body = self.env._("%(message)s Comment: %(comment)s", message=body, comment=comment)
+        return body
 
     def _get_card_log_message(self, event, name, invoice, next_charge, note):
         if event == "charge_declined":
@@ -1086,20 +1166,21 @@ class SaleOrder(models.Model):
             result[order.id] = today_by_company[company]
         return result
 
-    def _get_period_end_dates(self):
+    def _get_period_end_dates(self, on=None):
         """``{order_id: date}``: the last day of the billing period that
-        contains today (of the periods already invoiced, the last one), i.e.
-        the day before the first period start after today. A paused
-        subscription has no current period: it ends today."""
-        today_by_id = self._get_subscription_today()
+        contains today, or the day ``on[order_id]`` when given (of the
+        periods already invoiced, the last one), i.e. the day before the
+        first period start after that day. A paused subscription has no
+        current period: it ends on that day."""
+        day_by_id = on or self._get_subscription_today()
         end_dates = {}
         for order in self:
-            today = today_by_id[order.id]
+            day = day_by_id[order.id]
             boundary = order.next_invoice_date
             if order.subscription_state == "4_paused" or not (boundary and order.plan_id):
-                end_dates[order.id] = today
+                end_dates[order.id] = day
                 continue
-            while boundary <= today:
+            while boundary <= day:
                 boundary = order._get_next_period_start(boundary)
             end_dates[order.id] = boundary - timedelta(days=1)
         return end_dates

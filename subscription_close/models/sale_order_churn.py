@@ -55,15 +55,13 @@ class SaleOrder(models.Model):
             else:
                 order.recurring_monthly = 0.0
 
-    @api.depends("subscription_state", "close_reason_id.is_protected")
+    @api.depends("subscription_state", "close_reason_id.churn_type")
     def _compute_churn_type(self):
         for order in self:
             if order.subscription_state != "6_churn":
                 order.churn_type = False
-            elif order.close_reason_id.is_protected:
-                order.churn_type = "involuntary"
             else:
-                order.churn_type = "voluntary"
+                order.churn_type = order.close_reason_id.churn_type or "voluntary"
 
     @api.depends("subscription_state")
     def _compute_churned_mrr(self):

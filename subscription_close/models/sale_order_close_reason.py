@@ -5,6 +5,8 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 from odoo.tools.mail import is_html_empty
 
+from .sale_order import SubscriptionRefused
+
 
 class SaleOrderCloseReason(models.Model):
     _name = "sale.order.close.reason"
@@ -30,6 +32,20 @@ class SaleOrderCloseReason(models.Model):
         "res.company",
         index=True,
         help="Leave empty to offer the reason in every company.",
+    )
+    churn_type = fields.Selection(
+        [("voluntary", "Voluntary"), ("involuntary", "Involuntary")],
+        string="Churn",
+        required=True,
+        default="voluntary",
+        help="Voluntary: the customer's choice (the churn analysis counts it apart from what "
+        "the company or the system closes: an expired end date, an unpaid invoice, a failed "
+        "payment).",
+    )
+    comment_required = fields.Boolean(
+        string="Comment Required",
+        help="Closing with this reason asks for a comment (in the Close popup and the "
+        "portal).",
     )
     retention_message = fields.Html(
         translate=True,
@@ -139,6 +155,42 @@ class SaleOrderCloseReason(models.Model):
                     reason=self.name,
                     company=self.company_id.name,
                 )
+            )
+
+    def _is_bound_by_terms(self):
+        """Whether a closing with the reason ``self`` keeps to the notice
+        period and the minimum term of the plan: the customer's choice does
+        (a voluntary reason), save a withdrawal; what the company or the
+        system closes (an involuntary reason) does not."""
+        self.ensure_one()
+        return self.churn_type == "voluntary" and self.id != self.env[
+            "ir.model.data"
+        ]._xmlid_to_res_id("subscription_close.close_reason_withdrawal", raise_if_not_found=False)
+
+    def _is_declared_by_customer(self):
+        """Whether the reason ``self`` is the one of a declaration of the
+        cancellation page (a cancellation or a withdrawal), whose emailed
+        confirmation tells the customer about the closing."""
+        self.ensure_one()
+        IrModelData = self.env["ir.model.data"]
+        return self.id in (
+            IrModelData._xmlid_to_res_id(xmlid, raise_if_not_found=False)
+            for xmlid in (
+                "subscription_close.close_reason_cancelled_online",
+                "subscription_close.close_reason_withdrawal",
+            )
+        )
+
+    def _check_comment(self, comment):
+        """Raise a ``SubscriptionRefused`` (code ``comment_required``) if
+        ``self`` asks for a comment and ``comment`` is empty."""
+        if self.comment_required and not comment:
+            raise SubscriptionRefused(
+                self.env._(
+                    'The close reason "%(reason)s" asks for a comment: please write one.',
+                    reason=self.name,
+                ),
+                code="comment_required",
             )
 
     @api.ondelete(at_uninstall=False)

@@ -26,13 +26,16 @@ class SaleOrder(models.Model):
         """The closure email to queue when ``self`` closes (``state``
         churned) or schedules its closing with ``reason``, if its plan sends
         them. A closing for a failed card payment is always told, with the
-        way to pay and come back."""
+        way to pay and come back; one the customer declared on the
+        cancellation page is told by its confirmation."""
         self.ensure_one()
         payment_failed_id = self.env["ir.model.data"]._xmlid_to_res_id(
             "subscription_close.close_reason_payment_failed", raise_if_not_found=False
         )
         if reason.id == payment_failed_id:
             return "payment_failed"
+        if reason._is_declared_by_customer():
+            return False
         if not self.plan_id.send_close_mail:
             return False
         return "closed" if state == "6_churn" else "scheduled"

@@ -608,10 +608,13 @@ class SaleOrder(models.Model):
     def _create_close_credit_notes(self, unused_starts):
         """The subscriptions of ``self`` closed now whose plan says so get a
         draft credit note for the days they do not use
-        (:meth:`_create_prorated_credit_notes`). Called by
-        :meth:`_action_close`."""
+        (:meth:`_create_prorated_credit_notes`), unless the context says
+        ``subscription_close_credit_notes=False`` (a withdrawal credits its
+        own way). Called by :meth:`_action_close`."""
         # Big selections left the cache by chunks: only the fields used here
         # are read again.
+        if self.env.context.get("subscription_close_credit_notes") is False:
+            return
         orders = self._subscription_prefetch(["plan_id"])
         prorated = orders.filtered(lambda order: order.plan_id.close_refund == "prorated")
         if prorated:

@@ -72,16 +72,21 @@ class SaleOrder(models.Model):
         )
 
     def _get_portal_close_date(self):
-        """The date a close from the portal takes effect, per the plan."""
+        """The date a close from the portal takes effect: now or at the end
+        of the period, as the plan says, and not before its notice period
+        and minimum term allow (:meth:`_get_earliest_end_dates`)."""
         self.ensure_one()
         if self.plan_id.user_closable_options == "end_of_period":
-            return self._get_period_end_dates()[self.id]
-        return self._subscription_today()
+            day = self._get_period_end_dates()[self.id]
+        else:
+            day = self._subscription_today()
+        return max(day, self._get_earliest_end_dates()[self.id])
 
     def _get_portal_close_reasons(self):
         """The reasons a customer may pick for this subscription: active,
         visible in the portal, not protected, of the order's company or
-        shared. The portal offers these and accepts nothing else."""
+        shared, voluntary (the customer's choice, bound by the plan's
+        terms). The portal offers these and accepts nothing else."""
         self.ensure_one()
         return (
             self.env["sale.order.close.reason"]
@@ -90,6 +95,7 @@ class SaleOrder(models.Model):
                 [
                     ("visible_in_portal", "=", True),
                     ("is_protected", "=", False),
+                    ("churn_type", "=", "voluntary"),
                     ("company_id", "in", [False, self.company_id.id]),
                 ]
             )
@@ -132,11 +138,19 @@ class SaleOrder(models.Model):
             return "offer"
         return "pause" if pausable else False
 
+    def _portal_offers_beside(self):
+        """Whether the retention offers and the pause are shown beside the
+        button that closes at once, never on a step before it (the plan's
+        *Retention Offers* setting)."""
+        self.ensure_one()
+        return self.plan_id.retention_placement == "beside"
+
     def _portal_offer_must_be_seen(self, reason):
         """Whether the customer must see the retention offer of ``reason``
-        before their closing is taken."""
+        before their closing is taken: on a step before confirming, unless
+        the plan shows offers beside the confirm button."""
         self.ensure_one()
-        return reason._has_retention_offer()
+        return not self._portal_offers_beside() and reason._has_retention_offer()
 
     # ------------------------------------------------------------------
     # What is refused
@@ -213,26 +227,33 @@ class SaleOrder(models.Model):
     # What the customer does
     # ------------------------------------------------------------------
 
-    def _portal_close(self, reason_id, offer_seen, author):
-        """The customer closes ``self`` with the reason ``reason_id``: at the
-        date the plan says (:meth:`_get_portal_close_date`). A reason with a
-        retention offer closes only once the offer was seen
-        (``offer_seen``): before, the offer is recorded as shown and nothing
-        changes. Returns ``retention`` (show the offer), ``closing`` or
-        ``closed``."""
+    def _portal_close(self, reason_id, offer_seen, author, comment=None):
+        """The customer closes ``self`` with the reason ``reason_id`` and
+        their ``comment``: at the date the plan says
+        (:meth:`_get_portal_close_date`). A reason with a retention offer
+        shown before confirming (:meth:`_portal_offer_must_be_seen`) closes
+        only once the offer was seen (``offer_seen``): before, the offer is
+        recorded as shown and nothing changes. Returns ``retention`` (show
+        the offer), ``closing`` or ``closed``."""
         self.ensure_one()
         self._portal_check("close")
         reason = self._get_portal_close_reason(reason_id)
         offer = self._get_portal_retention_offer(reason)
         must_see = self._portal_offer_must_be_seen(reason)
         if must_see and not offer_seen:
+            reason._check_comment((comment or "").strip())
             self._portal_record_retention(None, reason, offer)
             return "retention"
+        end_date = self._get_portal_close_date()
+        if self.subscription_state == "4_paused" and end_date > self._subscription_today():
+            # A paused subscription closes now only: it resumes for its notice.
+            self._action_resume(author=author)
         self._action_close(
             reason,
-            {self.id: self._get_portal_close_date()},
+            {self.id: end_date},
             author=author,
             retention_shown=must_see,
+            comment=comment,
         )
         self._portal_record_retention("closed", reason, offer)
         return "closing" if self.is_closing else "closed"

@@ -119,6 +119,51 @@ class SaleSubscriptionPlan(models.Model):
         string="Overdue Reminder",
         help="Email the customer once when an invoice of their subscription becomes overdue.",
     )
+    notice_days = fields.Integer(
+        string="Notice Period",
+        help="Days between a customer's cancellation and the day the subscription ends, at "
+        "the earliest (0: none).",
+    )
+    notice_end_of_period = fields.Boolean(
+        string="End at the End of a Period",
+        help="A cancelled subscription ends at the end of the billing period in which its "
+        "notice period ends (the periods already invoiced are used in full).",
+    )
+    minimum_term_months = fields.Integer(
+        string="Minimum Term",
+        help="Months from the start during which the subscription cannot end (0: none).",
+    )
+    withdrawal_days = fields.Integer(
+        string="Withdrawal Period",
+        default=14,
+        help="Days from the start during which the customer may withdraw from the contract on "
+        "the cancellation page: the subscription closes at once and what was paid is credited "
+        "(0: no withdrawal).",
+    )
+    withdrawal_refund = fields.Selection(
+        [("full", "Credit what was paid"), ("prorated", "Credit the days not used")],
+        string="Withdrawal Credit",
+        required=True,
+        default="full",
+    )
+    retention_placement = fields.Selection(
+        [
+            ("before", "Before confirming"),
+            ("beside", "Beside the confirm button"),
+        ],
+        string="Retention Offers",
+        required=True,
+        default=lambda self: self._default_retention_placement(),
+        help="Where the customer who closes in the portal sees the retention offer of their "
+        "reason and the pause: on a step before the closing is taken, or on the same screen, "
+        "beside the button that closes at once (as consumer law asks in Germany and "
+        "California: the default for companies there).",
+    )
+    annual_reminder = fields.Boolean(
+        string="Annual Reminder",
+        help="Email the customer once a year, on the anniversary of the subscription, what is "
+        "charged, how often, and how to cancel.",
+    )
     charge_saved_card = fields.Boolean(
         string="Charge the Saved Card",
         default=True,
@@ -145,6 +190,11 @@ class SaleSubscriptionPlan(models.Model):
     )
     subscription_count = fields.Integer(compute="_compute_subscription_count")
 
+    _cancellation_terms_positive = models.Constraint(
+        "CHECK(notice_days >= 0 AND minimum_term_months >= 0 AND withdrawal_days >= 0)",
+        "The notice period, the minimum term and the withdrawal period of a plan cannot be "
+        "negative.",
+    )
     _payment_grace_days_positive = models.Constraint(
         "CHECK(payment_grace_days >= 0 AND payment_reopen_days >= 0)",
         "The grace period and the reopening delay of a plan cannot be negative.",
@@ -161,6 +211,17 @@ class SaleSubscriptionPlan(models.Model):
         "CHECK(billing_period_value > 0)",
         "The billing period of a recurring plan must be a positive number.",
     )
+
+    @api.model
+    def _default_retention_placement(self):
+        """Offers beside the confirm button for the companies of Germany
+        (§312k BGB) and California (Automatic Renewal Law), before confirming
+        elsewhere."""
+        company = self.env.company
+        country, state = company.country_id.code, company.state_id.code
+        if country == "DE" or (country == "US" and state == "CA"):
+            return "beside"
+        return "before"
 
     @api.constrains("payment_retry_days", "payment_grace_days")
     def _check_payment_retry_days(self):

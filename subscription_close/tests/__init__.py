@@ -14,3 +14,4 @@ from . import test_payment
 from . import test_pause
 from . import test_pause_portal
 from . import test_usability
+from . import test_cancellation

@@ -71,6 +71,7 @@ class SubscriptionCommon(SaleCommon):
             password=f"{login}_pwd",
             groups="base.group_portal",
             partner_id=partner.id,
+            email=partner.email,
         )
         return partner, user
 

@@ -88,7 +88,9 @@ class TestPortalSubscription(SubscriptionPortalCommon):
             self.assertNotIn(f'value="{reason.id}"', page)
         form = page[page.index('id="subscription_close_form"') :]
         form = form[: form.index("</form>")]
-        self.assertNotIn("<textarea", form)
+        # No free-text reason: the pre-configured reasons, and a comment.
+        self.assertEqual(form.count("<textarea"), 1)
+        self.assertIn('name="close_comment"', form)
         self.assertNotIn('type="text"', form)
 
     def test_no_close_button_when_plan_not_closable(self):

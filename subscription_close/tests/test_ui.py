@@ -79,3 +79,23 @@ class TestSubscriptionUi(HttpCase, SubscriptionCommon):
         self.assertEqual(events.mapped("event_type"), ["started", "shown", "paused"])
         self.assertEqual(events.close_reason_id, reason)
         self.assertEqual(set(events.mapped("offer")), {"pause"})
+
+
+@tagged("post_install", "-at_install")
+class TestCancelPageOnAPhone(HttpCase, SubscriptionCommon):
+    browser_size = "375x667"
+    touch_enabled = True
+
+    def test_cancel_page_tour(self):
+        # From the page of a subscription a customer opens from an email,
+        # without an account.
+        order = self._create_subscription()
+        self.start_tour(order.get_portal_url(), "subscription_close_cancel_page_tour")
+        declaration = self.env["sale.subscription.cancellation"].sudo().search([])
+        self.assertEqual(len(declaration), 1)
+        self.assertEqual(
+            (declaration.order_reference, declaration.email, declaration.kind, declaration.cause),
+            ("S-TOUR-REF", "tour@example.com", "ordinary", False),
+        )
+        # The browser gave its time zone.
+        self.assertTrue(declaration.customer_tz)

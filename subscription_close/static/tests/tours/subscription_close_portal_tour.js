@@ -16,9 +16,9 @@ registry.category("web_tour.tours").add("subscription_close_portal_tour", {
             run: "click",
         },
         {
-            content: "The popup offers the reasons, and no text box",
+            content: "The popup offers the reasons, and no free-text reason (only a comment)",
             trigger:
-                "#modal_subscription_close.show #subscription_close_form:has(input[type=radio]):not(:has(textarea)):not(:has(input[type=text]))",
+                "#modal_subscription_close.show #subscription_close_form:has(input[type=radio]):not(:has(textarea:not([name=close_comment]))):not(:has(input[type=text]))",
         },
         {
             content: "System reasons are not offered",
