@@ -142,9 +142,7 @@ class SubscriptionCancellation(http.Controller):
             request.env(su=True), "subscription_close.cancellation", request.httprequest.remote_addr
         )
         if Cancellation._get_rate_refusal(client_key, form["order_reference"]):
-            values = self._prepare_cancel_page_values(
-                form=form, errors={"form": "too_many"}
-            )
+            values = self._prepare_cancel_page_values(form=form, errors={"form": "too_many"})
             return request.render("subscription_close.subscription_cancel_page", values, status=429)
         user = request.env.user
         declaration = Cancellation._declare(
@@ -175,10 +173,7 @@ class SubscriptionCancellation(http.Controller):
     def _read_cancel_form(self, kwargs):
         """``(form, errors)``: the posted form, stripped, and what is wrong
         with it (``{field: code}``), nothing taken on trust."""
-        form = {
-            name: (kwargs.get(name) or "").strip()
-            for name in FORM_FIELDS - {"csrf_token"}
-        }
+        form = {name: (kwargs.get(name) or "").strip() for name in FORM_FIELDS - {"csrf_token"}}
         errors = {}
         if set(kwargs) - FORM_FIELDS:
             errors["form"] = "invalid_request"

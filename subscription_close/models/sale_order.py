@@ -114,7 +114,6 @@ class SaleOrder(models.Model):
         tracking=True,
     )
     close_comment = fields.Text(
-        string="Close Comment",
         copy=False,
         readonly=True,
         help="What the customer or the salesperson wrote when closing, as given with the "

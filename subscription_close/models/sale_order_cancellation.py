@@ -120,8 +120,7 @@ class SaleOrder(models.Model):
         earliest = self._get_earliest_end_dates(on=on)
         return {
             order: self.env._(
-                "its plan's notice period and minimum term let it end on %(date)s at the "
-                "earliest",
+                "its plan's notice period and minimum term let it end on %(date)s at the earliest",
                 date=format_date(self.env, earliest[order.id]),
             )
             for order in self
@@ -178,9 +177,7 @@ class SaleOrder(models.Model):
             return ""
         text = self.env._("Its plan has %(terms)s.", terms=self.env._(" and ").join(parts))
         if plan.notice_end_of_period:
-            text = self.env._(
-                "%(terms)s It then ends at the end of a billing period.", terms=text
-            )
+            text = self.env._("%(terms)s It then ends at the end of a billing period.", terms=text)
         return text
 
     # ------------------------------------------------------------------
@@ -302,7 +299,9 @@ class SaleOrder(models.Model):
             "order": self,
             "end_date": end_date,
             "terms": self._get_terms_description(),
-            "withdrawal_until": withdrawal_until if withdrawal_until and today <= withdrawal_until else False,
+            "withdrawal_until": withdrawal_until
+            if withdrawal_until and today <= withdrawal_until
+            else False,
         }
 
     def _subscription_cancel_declared(self, declaration):
@@ -395,9 +394,7 @@ class SaleOrder(models.Model):
                     subtype_xmlid="mail.mt_comment",
                     email_layout_xmlid="mail.mail_notification_light",
                 )
-            for today, group in orders.grouped(
-                lambda order: order._subscription_today()
-            ).items():
+            for today, group in orders.grouped(lambda order: order._subscription_today()).items():
                 group.write({"annual_reminder_date": today})
             self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
             return len(orders), orders.browse()

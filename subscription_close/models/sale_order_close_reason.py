@@ -43,9 +43,7 @@ class SaleOrderCloseReason(models.Model):
         "payment).",
     )
     comment_required = fields.Boolean(
-        string="Comment Required",
-        help="Closing with this reason asks for a comment (in the Close popup and the "
-        "portal).",
+        help="Closing with this reason asks for a comment (in the Close popup and the portal).",
     )
     retention_message = fields.Html(
         translate=True,

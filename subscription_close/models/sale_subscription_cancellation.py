@@ -37,7 +37,7 @@ class SaleSubscriptionCancellation(models.Model):
 
     _name = "sale.subscription.cancellation"
     _description = "Subscription Cancellation"
-    _inherit = ["mail.thread", "mail.activity.mixin", "sale.subscription.job"]
+    _inherit = ("mail.thread", "mail.activity.mixin", "sale.subscription.job")
     _order = "declared_at desc, id desc"
     _check_company_auto = True
 
@@ -61,12 +61,10 @@ class SaleSubscriptionCancellation(models.Model):
     )
     kind = fields.Selection(CANCELLATION_KINDS, required=True, readonly=True)
     cause = fields.Text(
-        string="Cause",
         readonly=True,
         help="Why the customer cancels for cause (an extraordinary cancellation).",
     )
     wished_end_date = fields.Date(
-        string="Wished End Date",
         readonly=True,
         help="Empty: as soon as possible.",
     )
@@ -181,18 +179,25 @@ class SaleSubscriptionCancellation(models.Model):
         not: the answer tells nothing); else ``False``."""
         now = fields.Datetime.now()
         Cancellation = self.sudo()
-        if client_key and Cancellation.search_count(
-            [("client_key", "=", client_key), ("declared_at", ">", now - timedelta(hours=1))],
-            limit=CLIENT_LIMIT_PER_HOUR,
-        ) >= CLIENT_LIMIT_PER_HOUR:
+        if (
+            client_key
+            and Cancellation.search_count(
+                [("client_key", "=", client_key), ("declared_at", ">", now - timedelta(hours=1))],
+                limit=CLIENT_LIMIT_PER_HOUR,
+            )
+            >= CLIENT_LIMIT_PER_HOUR
+        ):
             return "too_many"
-        if Cancellation.search_count(
-            [
-                ("order_reference", "=ilike", _escape_like(reference)),
-                ("declared_at", ">", now - timedelta(days=1)),
-            ],
-            limit=REFERENCE_LIMIT_PER_DAY,
-        ) >= REFERENCE_LIMIT_PER_DAY:
+        if (
+            Cancellation.search_count(
+                [
+                    ("order_reference", "=ilike", _escape_like(reference)),
+                    ("declared_at", ">", now - timedelta(days=1)),
+                ],
+                limit=REFERENCE_LIMIT_PER_DAY,
+            )
+            >= REFERENCE_LIMIT_PER_DAY
+        ):
             return "too_many"
         return False
 
@@ -243,9 +248,9 @@ class SaleSubscriptionCancellation(models.Model):
                     with self.env.cr.savepoint():
                         declaration.write(vals)
                         outcome, end_date = (
-                            order.with_user(visitor).sudo()._subscription_cancel_declared(
-                                declaration
-                            )
+                            order.with_user(visitor)
+                            .sudo()
+                            ._subscription_cancel_declared(declaration)
                         )
                 except UserError as error:
                     vals.update(state="review", review_reason="refused", review_note=str(error))
@@ -283,13 +288,15 @@ class SaleSubscriptionCancellation(models.Model):
             )
         )
         return candidates.filtered(
-            lambda order: email
-            in {
-                email_normalize(partner.email)
-                for partner in order.partner_id
-                | order.partner_invoice_id
-                | order.partner_id.commercial_partner_id
-            }
+            lambda order: (
+                email
+                in {
+                    email_normalize(partner.email)
+                    for partner in order.partner_id
+                    | order.partner_invoice_id
+                    | order.partner_id.commercial_partner_id
+                }
+            )
         )[:1]
 
     def _get_declared_date(self, order):
@@ -357,9 +364,7 @@ class SaleSubscriptionCancellation(models.Model):
             self.id, email_layout_xmlid="mail.mail_notification_light"
         )
         self.confirmation_mail_id = mail_id
-        self._message_log(
-            body=self.env._("Confirmation emailed to %(email)s.", email=self.email)
-        )
+        self._message_log(body=self.env._("Confirmation emailed to %(email)s.", email=self.email))
 
     def _get_confirmation_texts(self):
         """What the confirmation says of the outcome of ``self``, in the
@@ -447,4 +452,3 @@ class SaleSubscriptionCancellation(models.Model):
 def _escape_like(value):
     """``value`` for an exact, case-insensitive ``=ilike``."""
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-

@@ -160,7 +160,6 @@ class SaleSubscriptionPlan(models.Model):
         "California: the default for companies there).",
     )
     annual_reminder = fields.Boolean(
-        string="Annual Reminder",
         help="Email the customer once a year, on the anniversary of the subscription, what is "
         "charged, how often, and how to cancel.",
     )

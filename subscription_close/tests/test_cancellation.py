@@ -184,7 +184,9 @@ class TestCloseTerms(SubscriptionCommon):
             credit_notes = order._subscription_withdraw()
         self.assertEqual(order.subscription_state, "6_churn")
         self.assertEqual(order.end_date, date(2026, 1, 20))
-        self.assertEqual(order.close_reason_id, self.env.ref("subscription_close.close_reason_withdrawal"))
+        self.assertEqual(
+            order.close_reason_id, self.env.ref("subscription_close.close_reason_withdrawal")
+        )
         self.assertEqual(len(credit_notes), 1)
         self.assertEqual(credit_notes.state, "draft")
         self.assertEqual(credit_notes.move_type, "out_refund")
@@ -228,8 +230,11 @@ class TestAnnualReminder(SubscriptionCommon):
 
         def reminders():
             return self.env["mail.message"].search(
-                [("model", "=", "sale.order"), ("res_id", "=", order.id),
-                 ("subject", "like", "what it costs and how to cancel it")]
+                [
+                    ("model", "=", "sale.order"),
+                    ("res_id", "=", order.id),
+                    ("subject", "like", "what it costs and how to cancel it"),
+                ]
             )
 
         with freeze_time("2026-02-28"):
@@ -350,7 +355,9 @@ class TestCancellationPage(SubscriptionPortalCommon):
         self.assertEqual(order.subscription_state, "3_progress")
         self.assertEqual(order.end_date, today + timedelta(days=14))
         self.assertEqual(declaration.end_date, order.end_date)
-        self.assertEqual(order.close_reason_id, self.env.ref("subscription_close.close_reason_cancelled_online"))
+        self.assertEqual(
+            order.close_reason_id, self.env.ref("subscription_close.close_reason_cancelled_online")
+        )
         self.assertEqual(order.close_comment, "Moving abroad")
         self.assertEqual(order.subscription_cancellation_ids, declaration)
         # No closure email besides the confirmation.
@@ -441,7 +448,9 @@ class TestCancellationPage(SubscriptionPortalCommon):
         self.assertIn("a notice period of 14 days", mail.body_html)
         # A later wish is kept for another subscription.
         later = self._create_subscription(plan=self.plan_notice)
-        self._declare(order_reference=later.name, wished_end_date=(today + timedelta(days=40)).isoformat())
+        self._declare(
+            order_reference=later.name, wished_end_date=(today + timedelta(days=40)).isoformat()
+        )
         self._process()
         self.assertEqual(later.end_date, today + timedelta(days=40))
 
@@ -483,7 +492,9 @@ class TestCancellationPage(SubscriptionPortalCommon):
         declaration = self._declarations()
         self.assertEqual(declaration.outcome, "withdrawn")
         self.assertEqual(order.subscription_state, "6_churn")
-        self.assertEqual(order.close_reason_id, self.env.ref("subscription_close.close_reason_withdrawal"))
+        self.assertEqual(
+            order.close_reason_id, self.env.ref("subscription_close.close_reason_withdrawal")
+        )
         credit_note = order.subscription_invoice_ids.filtered(lambda m: m.move_type == "out_refund")
         self.assertEqual(credit_note.state, "draft")
         self.assertEqual(credit_note.amount_total, invoice.amount_total)
@@ -502,7 +513,10 @@ class TestCancellationPage(SubscriptionPortalCommon):
             self.subscription.close_reason_id,
             self.env.ref("subscription_close.close_reason_cancelled_online"),
         )
-        self.assertIn("withdrawal period of your subscription is over", self._confirmation(declaration).body_html)
+        self.assertIn(
+            "withdrawal period of your subscription is over",
+            self._confirmation(declaration).body_html,
+        )
 
     def test_rate_limits(self):
         self.authenticate(None, None)
@@ -603,7 +617,12 @@ class TestPortalRetentionPlacement(SubscriptionPortalCommon):
         self.assertEqual(Plan.create({"name": "IT"}).retention_placement, "before")
         company.country_id = self.env.ref("base.de")
         self.assertEqual(Plan.create({"name": "DE"}).retention_placement, "beside")
-        company.write({"country_id": self.env.ref("base.us").id, "state_id": self.env.ref("base.state_us_5").id})
+        company.write(
+            {
+                "country_id": self.env.ref("base.us").id,
+                "state_id": self.env.ref("base.state_us_5").id,
+            }
+        )
         self.assertEqual(Plan.create({"name": "CA"}).retention_placement, "beside")
 
     def test_beside_closes_at_once_and_counts_the_offer(self):
@@ -653,8 +672,10 @@ class TestPortalRetentionPlacement(SubscriptionPortalCommon):
         page = self.url_open(self.subscription.get_portal_url()).text
         end = self.subscription._subscription_today() + timedelta(days=10)
         self.assertIn(format_date(self.env, end), page)
-        self._post_close(self.subscription, close_reason_id=self.env.ref("subscription_close.close_reason_other").id)
+        self._post_close(
+            self.subscription,
+            close_reason_id=self.env.ref("subscription_close.close_reason_other").id,
+        )
         self.env.invalidate_all()
         self.assertTrue(self.subscription.is_closing)
         self.assertEqual(self.subscription.end_date, end)
-

@@ -17,7 +17,9 @@ def migrate(cr, version):
         return
     env = api.Environment(cr, SUPERUSER_ID, {})
     ids = [
-        env["ir.model.data"]._xmlid_to_res_id(f"subscription_close.{xmlid}", raise_if_not_found=False)
+        env["ir.model.data"]._xmlid_to_res_id(
+            f"subscription_close.{xmlid}", raise_if_not_found=False
+        )
         for xmlid in INVOLUNTARY_REASONS
     ]
     env["sale.order.close.reason"].browse([id_ for id_ in ids if id_]).exists().write(
