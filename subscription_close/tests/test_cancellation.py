@@ -17,6 +17,19 @@ from .common import SubscriptionCommon, SubscriptionPortalCommon
 PROCESS_CRON = "subscription_close.ir_cron_process_cancellations"
 
 
+def _create_notice_plan(env, **values):
+    """A monthly plan its customers may close, with 14 days' notice."""
+    return env["sale.subscription.plan"].create(
+        {
+            "name": "Monthly, 14 days notice",
+            "billing_period_unit": "month",
+            "user_closable": True,
+            "notice_days": 14,
+            **values,
+        }
+    )
+
+
 @tagged("post_install", "-at_install")
 class TestCloseTerms(SubscriptionCommon):
     """Notice period, minimum term, comment and override, through the one
@@ -25,14 +38,7 @@ class TestCloseTerms(SubscriptionCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.plan_notice = cls.env["sale.subscription.plan"].create(
-            {
-                "name": "Monthly, 14 days notice",
-                "billing_period_unit": "month",
-                "user_closable": True,
-                "notice_days": 14,
-            }
-        )
+        cls.plan_notice = _create_notice_plan(cls.env)
         cls.unpaid = cls.env.ref("subscription_close.close_reason_unpaid")
         cls.user_overrider = cls.user_manager
 
@@ -262,15 +268,7 @@ class TestCancellationPage(SubscriptionPortalCommon):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.plan_notice = cls.env["sale.subscription.plan"].create(
-            {
-                "name": "Monthly, 14 days notice",
-                "billing_period_unit": "month",
-                "user_closable": True,
-                "user_pausable": True,
-                "notice_days": 14,
-            }
-        )
+        cls.plan_notice = _create_notice_plan(cls.env, user_pausable=True)
         cls.subscription = cls._create_subscription(plan=cls.plan_notice)
         cls.other_customer, cls.other_portal_user = cls._create_portal_customer(
             "Bob Other", "sc_portal_other"
@@ -388,9 +386,20 @@ class TestCancellationPage(SubscriptionPortalCommon):
 
     def test_mismatch_creates_a_request_and_reveals_nothing(self):
         self.authenticate(None, None)
-        matching = self._declare()
-        wrong_email = self._declare(email="nobody@example.com")
-        no_such = self._declare(order_reference="S99999")
+        self._declare(order_reference="warm-up")
+        self._declarations().unlink()
+
+        def declare(**data):
+            # The same work either way: the same queries.
+            before = self.cr.sql_log_count
+            response = self._declare(**data)
+            return response, self.cr.sql_log_count - before
+
+        matching, queries = declare()
+        wrong_email, queries_wrong_email = declare(email="nobody@example.com")
+        no_such, queries_no_such = declare(order_reference="S99999")
+        self.assertEqual(queries, queries_wrong_email)
+        self.assertEqual(queries, queries_no_such)
         first, second, third = self._declarations()
 
         def normalized(response, declaration):
@@ -679,3 +688,58 @@ class TestPortalRetentionPlacement(SubscriptionPortalCommon):
         self.env.invalidate_all()
         self.assertTrue(self.subscription.is_closing)
         self.assertEqual(self.subscription.end_date, end)
+
+
+@tagged("post_install", "-at_install")
+class TestCancellationLanguages(SubscriptionPortalCommon):
+    """The closing flow speaks German and Italian, with the words the law and
+    the Italian documentation use."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for code in ("de_DE", "it_IT"):
+            cls.env["res.lang"]._activate_lang(code)
+        cls.env["ir.module.module"]._load_module_terms(
+            ["subscription_close"], ["de_DE", "it_IT"], overwrite=True
+        )
+        cls.subscription = cls._create_subscription()
+
+    def _page_in(self, lang):
+        self.user_portal.lang = lang
+        if "website" in self.env:
+            self.env["website"].search([]).language_ids |= self.env["res.lang"]._lang_get(lang)
+        self._login()
+        return self.url_open("/subscriptions/cancel").text
+
+    def test_german(self):
+        page = self._page_in("de_DE")
+        for text in (
+            "Verträge hier kündigen",
+            ">jetzt kündigen</button>",
+            "Vertrag hier widerrufen",
+            ">Widerruf bestätigen</button>",
+        ):
+            self.assertIn(text, page)
+        order_page = self.url_open(self.subscription.get_portal_url()).text
+        self.assertIn("Abonnement beenden", order_page)
+        self.assertIn("Verträge hier kündigen", order_page)
+        env_de = self.env(context=dict(self.env.context, lang="de_DE"))
+        wizard = env_de["sale.order.close"].get_views([(False, "form")])["views"]["form"]
+        self.assertIn('string="Kündigungsgrund"', wizard["arch"])
+        states = dict(
+            env_de["sale.order"].fields_get(["subscription_state"])["subscription_state"][
+                "selection"
+            ]
+        )
+        self.assertEqual(states["6_churn"], "Gekündigt")
+
+    def test_italian(self):
+        page = self._page_in("it_IT")
+        for text in (
+            "Disdici qui i contratti",
+            ">Disdici ora</button>",
+            "Recedi dal contratto qui",
+            ">Conferma il recesso</button>",
+        ):
+            self.assertIn(text, page)
