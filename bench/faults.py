@@ -1,8 +1,8 @@
 """Fault test: an Odoo process killed with SIGKILL in the middle of a batch
 of a scheduled job.
 
-For each job of :data:`jobs.JOBS` (the closing job: subscriptions whose end
-date has passed) and each fault:
+For each job of :data:`jobs.JOBS` (closing, invoicing, resume and charging
+the saved cards) and each fault:
 
 - ``worker``: SIGKILL to the cron worker whose transaction is writing a batch
   (what the kernel's OOM killer does); the server's master process starts a
@@ -24,10 +24,15 @@ the script:
 4. waits until PostgreSQL has ended the killed backend, then checks the
    job's invariant (``job.invariant``: for closing, every subscription is
    either Churned with its one closing message or neither: the batch was
-   applied fully or not at all),
+   applied fully or not at all; for charging, no invoice charged twice - at
+   most one transaction that is not error/cancel - nor paid twice, and the
+   charges of the killed batch left as drafts, committed before the provider
+   was asked),
 5. restarts what is needed, triggers the job again and checks that the next
-   run finishes the work with nothing lost or doubled (``job.check``), and
-   that the logs hold no ERROR, CRITICAL, traceback or WARNING.
+   run finishes the work with nothing lost or doubled (``job.check``; for
+   charging: the drafts flagged - the transaction in error, the subscription
+   in payment exception - and never charged again, every other invoice paid
+   once), and that the logs hold no ERROR, CRITICAL, traceback or WARNING.
 
 The servers are stopped and the database dropped whatever happens. Adding a
 job (invoicing, resume) to ``bench/jobs.py`` adds it here (see its
@@ -48,7 +53,7 @@ import signal
 import sys
 import time
 
-from jobs import default_jobs, trigger_jobs, wait_done
+from jobs import default_jobs, modules_for, trigger_jobs, wait_done
 from procs import (
     Check,
     OdooServer,
@@ -231,7 +236,13 @@ def run(args, db, log_dir, started, checks):
 
 def main():
     args = parse_args()
-    return run_script("Fault test", "faults", args.keep_db, functools.partial(run, args))
+    return run_script(
+        "Fault test",
+        "faults",
+        args.keep_db,
+        functools.partial(run, args),
+        modules=modules_for(args.jobs and args.jobs.split(",")),
+    )
 
 
 if __name__ == "__main__":

@@ -20,15 +20,18 @@ what it does:
   processed exactly once, the control records untouched; ``outbox`` is the
   list of ``(recipients, subject)`` of the emails the SMTP sink received (or
   None when no sink ran);
-- ``figures(env)``: numbers to print.
+- ``figures(env)``: numbers to print;
+- ``modules``: the modules the job needs besides the addon.
 
 ``env`` is an Odoo environment of the administrator in the script's process.
 Checks read the database (SQL reading is fine); records are only written
 through the ORM.
 
-Three jobs: closing what is due (:class:`ClosingJob`), recurring invoicing
-(:class:`InvoicingJob`) and resuming paused subscriptions
-(:class:`ResumeJob`). Each works on its own subscriptions. To add one: write
+Four jobs: closing what is due (:class:`ClosingJob`), recurring invoicing
+(:class:`InvoicingJob`), resuming paused subscriptions (:class:`ResumeJob`)
+and charging the saved cards (:class:`ChargingJob`). Each works on its own
+subscriptions; a job that needs more modules than the addon names them in
+``modules`` (the scripts install them, see :func:`modules_for`). To add one: write
 a class like them and add it to :data:`JOBS`; ``bench/concurrency.py`` and
 ``bench/faults.py`` then run it, at the same time as the other jobs.
 """
@@ -103,7 +106,7 @@ def _state_label(env, state):
     return dict(selection)[state]
 
 
-def _subscriptions(env, tag, count, plan_vals=None):
+def _subscriptions(env, tag, count, plan_vals=None, product_vals=None):
     """``count`` confirmed monthly subscriptions of 100 customers, created
     through the ORM by batches of 500 (at the current, maybe frozen, date)."""
     from odoo.fields import Command
@@ -112,7 +115,13 @@ def _subscriptions(env, tag, count, plan_vals=None):
         {"name": f"{tag} monthly", "billing_period_unit": "month", **(plan_vals or {})}
     )
     product = env["product.product"].create(
-        {"name": f"{tag} product", "type": "service", "recurring_invoice": True, "list_price": 20}
+        {
+            "name": f"{tag} product",
+            "type": "service",
+            "recurring_invoice": True,
+            "list_price": 20,
+            **(product_vals or {}),
+        }
     )
     partners = env["res.partner"].create(
         [{"name": f"{tag} customer {i}", "email": f"{tag}.{i}@example.com"} for i in range(100)]
@@ -610,6 +619,262 @@ class ResumeJob:
         }
 
 
+class ChargingJob:
+    """Open posted invoices of subscriptions with a saved card (a
+    ``payment_demo`` token whose charges are done), charged by the scheduled
+    action ``_cron_charge_subscriptions``: exactly one done transaction and
+    one payment per invoice, every invoice paid. A charge that a killed
+    process left as a draft (:meth:`invariant` notes them) must be flagged at
+    the next run (the transaction in error, the subscription in payment
+    exception) and never charged again."""
+
+    name = "charging"
+    batch_size = 50  # CHARGE_BATCH_SIZE
+    cron_xmlid = "subscription_close.ir_cron_charge_subscriptions"
+    # Written only once the drafts of the batch are committed, while the
+    # provider's answers are posted (the payments): a kill then leaves the
+    # batch's charges as drafts.
+    written_table = "account_payment"
+    follow_up_xmlids = ()
+    modules = ("payment_demo",)
+    # One process charges at a time (the job's mutex) and each charge costs
+    # payment's and account's work on one invoice: 500 charges (ten batches)
+    # prove "once" under two servers without making the run last.
+    max_count = 500
+
+    def __init__(self, count, send_mail=True, controls=50, tag="proof"):
+        self.count, self.controls, self.tag = count, controls, f"{tag} charging"
+        self.due_ids, self.control_ids = [], []
+        self.invoice_of, self.control_invoice_ids = {}, []
+        self.control_messages = None
+        # Charges left as drafts by a kill: {invoice_id: transaction_id}.
+        self.interrupted = {}
+
+    def setup(self, env):
+        """``count`` subscriptions each with its own card (done) and one
+        posted open invoice (20 + 10% tax); as controls, ``controls``
+        invoiced without a card and ``controls`` with a card on a plan that
+        does not charge it."""
+        from odoo.fields import Command
+
+        provider = env.ref("payment.payment_provider_demo")
+        provider.write({"state": "test", "allow_tokenization": True})
+        method = env.ref("payment_demo.payment_method_demo")
+        tax = env["account.tax"].create(
+            {"name": f"{self.tag} VAT 10%", "amount": 10.0, "type_tax_use": "sale"}
+        )
+        plan_vals = {
+            "auto_post_invoices": True,
+            "send_invoice_mail": False,
+            "send_close_mail": False,
+        }
+        taxed = {"taxes_id": [Command.set(tax.ids)]}
+        due = _subscriptions(env, self.tag, self.count, plan_vals, taxed)
+        no_card = _subscriptions(env, f"{self.tag} no card", self.controls, plan_vals, taxed)
+        not_charged = _subscriptions(
+            env, f"{self.tag} off", self.controls, {**plan_vals, "charge_saved_card": False}, taxed
+        )
+        orders = due | no_card | not_charged
+        carded = due | not_charged
+        tokens = env["payment.token"].create(
+            [
+                {
+                    "provider_id": provider.id,
+                    "payment_method_id": method.id,
+                    "payment_details": "4242",
+                    "partner_id": order.partner_id.id,
+                    "provider_ref": f"{self.tag}-{order.id}",
+                    "demo_simulated_state": "done",
+                }
+                for order in carded
+            ]
+        )
+        for order, token in zip(carded, tokens, strict=True):
+            order.with_context(tracking_disable=True).payment_token_id = token
+        # One posted invoice each, through the invoicing of the addon (not
+        # its job: the invoicing job has its own subscriptions to invoice).
+        for start in range(0, len(orders), 100):
+            orders[start : start + 100]._create_recurring_invoices_batch()
+            env.flush_all()
+            env.invalidate_all()
+        env.cr.commit()
+        self.due_ids, self.control_ids = due.ids, (no_card | not_charged).ids
+        env.cr.execute(
+            """
+            SELECT subscription_id, id FROM account_move
+             WHERE subscription_id = ANY(%s) AND move_type = 'out_invoice' AND state = 'posted'
+               AND payment_state = 'not_paid' AND amount_total = 22.0
+            """,
+            (orders.ids,),
+        )
+        rows = env.cr.fetchall()
+        by_order = dict(rows)
+        if len(rows) != len(orders) or len(by_order) != len(orders):
+            raise AssertionError(f"{len(rows)} open invoices for {len(orders)} subscriptions")
+        self.invoice_of = {order_id: by_order[order_id] for order_id in self.due_ids}
+        self.control_invoice_ids = [by_order[order_id] for order_id in self.control_ids]
+        self.control_messages = _message_counts(env, self.control_ids)
+
+    # ------------------------------------------------------------------
+    # reading the database
+    # ------------------------------------------------------------------
+
+    def _rows(self, env, invoice_ids):
+        """``{invoice_id: (payment_state, [transaction states], payments,
+        subscription in payment exception)}``; payments are the payments not
+        cancelled matched to the invoice."""
+        env.cr.execute(
+            """
+            SELECT m.id, m.payment_state, o.payment_exception,
+                   coalesce((SELECT array_agg(t.state::text ORDER BY t.id)
+                               FROM account_invoice_transaction_rel r
+                               JOIN payment_transaction t ON t.id = r.transaction_id
+                              WHERE r.invoice_id = m.id), '{}'),
+                   (SELECT count(*) FROM account_move__account_payment ap
+                      JOIN account_payment p ON p.id = ap.payment_id
+                     WHERE ap.invoice_id = m.id AND p.state NOT IN ('canceled', 'rejected'))
+              FROM account_move m JOIN sale_order o ON o.id = m.subscription_id
+             WHERE m.id = ANY(%s)
+            """,
+            (invoice_ids,),
+        )
+        return {
+            invoice_id: (payment_state, list(states), payments, bool(exception))
+            for invoice_id, payment_state, exception, states, payments in env.cr.fetchall()
+        }
+
+    def pending(self, env):
+        """Invoices neither paid nor flagged (a payment exception waits for
+        the salesperson, not for the job)."""
+        env.cr.execute(
+            """
+            SELECT count(*) FROM account_move m JOIN sale_order o ON o.id = m.subscription_id
+             WHERE m.id = ANY(%s) AND m.payment_state NOT IN ('paid', 'in_payment')
+               AND NOT coalesce(o.payment_exception, false)
+            """,
+            (list(self.invoice_of.values()),),
+        )
+        return env.cr.fetchone()[0]
+
+    # ------------------------------------------------------------------
+    # checks
+    # ------------------------------------------------------------------
+
+    @staticmethod
+    def _paid(payment_state):
+        return payment_state in ("paid", "in_payment")
+
+    def invariant(self, env):
+        """At any moment: no invoice charged twice (at most one transaction
+        that is not error/cancel), none paid twice (at most one payment), a
+        paid invoice paid by its one done charge. The drafts found are the
+        charges the kill interrupted: the next run must flag them."""
+        rows = self._rows(env, list(self.invoice_of.values()))
+        twice, wrong = [], []
+        for invoice_id, (payment_state, states, payments, _exception) in rows.items():
+            live = [state for state in states if state not in ("error", "cancel")]
+            if len(live) > 1 or payments > 1:
+                twice.append(invoice_id)
+            elif self._paid(payment_state) != (live == ["done"] and payments == 1):
+                wrong.append(invoice_id)
+            if live == ["draft"]:
+                env.cr.execute(
+                    "SELECT transaction_id FROM account_invoice_transaction_rel"
+                    " WHERE invoice_id = %s",
+                    (invoice_id,),
+                )
+                self.interrupted[invoice_id] = max(row[0] for row in env.cr.fetchall())
+        paid = sum(1 for row in rows.values() if self._paid(row[0]))
+        return [
+            _all_or_nothing(
+                f"{self.name}: no invoice charged or paid twice",
+                f"{paid} of {len(rows)} paid, {len(self.interrupted)} charges left as drafts",
+                twice,
+                what="charged or paid twice",
+            ),
+            _all_or_nothing(
+                f"{self.name}: each paid invoice paid by its one done charge and one payment",
+                f"{paid} paid",
+                wrong,
+                what="paid without a done charge or done without payment",
+            ),
+        ]
+
+    def check(self, env, outbox=None):
+        rows = self._rows(env, list(self.invoice_of.values()))
+        outcome = _count_by(
+            (
+                "paid" if self._paid(payment_state) else payment_state,
+                "/".join(states),
+                payments,
+                "exception" if exception else "",
+            )
+            for payment_state, states, payments, exception in rows.values()
+        )
+        flagged_ok = {
+            invoice_id
+            for invoice_id in self.interrupted
+            if rows[invoice_id][1] == ["error"] and rows[invoice_id][3]
+        }
+        others = [invoice_id for invoice_id in rows if invoice_id not in self.interrupted]
+        paid_once = [
+            invoice_id
+            for invoice_id in others
+            if self._paid(rows[invoice_id][0])
+            and rows[invoice_id][1] == ["done"]
+            and rows[invoice_id][2] == 1
+            and not rows[invoice_id][3]
+        ]
+        env.cr.execute(
+            """
+            SELECT count(*) FROM account_invoice_transaction_rel r
+             WHERE r.invoice_id = ANY(%s)
+            """,
+            (self.control_invoice_ids,),
+        )
+        control_charges = env.cr.fetchone()[0]
+        env.cr.execute(
+            "SELECT count(*) FROM account_move WHERE id = ANY(%s) AND payment_state = 'not_paid'",
+            (self.control_invoice_ids,),
+        )
+        control_open = env.cr.fetchone()[0]
+        untouched = _message_counts(env, self.control_ids)
+        checks = [
+            Check(
+                f"{self.name}: every invoice paid by exactly one done charge and one payment",
+                len(paid_once) == len(others),
+                f"{len(paid_once)} of {len(others)}; (state, charges, payments, exception): "
+                f"{outcome}",
+            ),
+            Check(
+                f"{self.name}: subscriptions not due left alone",
+                not control_charges
+                and control_open == len(self.control_invoice_ids)
+                and untouched == self.control_messages,
+                f"charges of controls: {control_charges}, {control_open}/"
+                f"{len(self.control_invoice_ids)} invoices still open, no new message: "
+                f"{untouched == self.control_messages}",
+            ),
+        ]
+        if self.interrupted:
+            checks.append(
+                Check(
+                    f"{self.name}: charges interrupted by the kill flagged, never charged again",
+                    flagged_ok == set(self.interrupted),
+                    f"{len(flagged_ok)} of {len(self.interrupted)} left as drafts now in error "
+                    "with their subscription in payment exception and no other charge, "
+                    "their invoices unpaid",
+                )
+            )
+        return checks
+
+    def figures(self, env):
+        return {
+            "due": len(self.due_ids),
+            "controls": len(self.control_ids),
+        }
+
+
 def trigger_jobs(db, jobs, follow_ups=False):
     """Commit ``ir.cron._trigger()`` of each job (and of its follow-ups)."""
     with odoo_env(db) as env:
@@ -638,13 +903,32 @@ def wait_done(db, jobs, timeout, retrigger=20):
 def default_jobs(count=None, send_mail=True, tag="proof", only=None):
     """The jobs the scripts run: one instance of each job class (of the
     names in ``only`` when given), ``count`` due records each (by default
-    three batches of the job)."""
-    return [
-        job_class(count or 3 * job_class.batch_size, send_mail=send_mail, tag=tag)
+    three batches of the job), at most the job's ``max_count`` when it has
+    one."""
+    jobs = []
+    for job_class in JOBS:
+        if only and job_class.name not in only:
+            continue
+        job_count = count or 3 * job_class.batch_size
+        if getattr(job_class, "max_count", None):
+            job_count = min(job_count, job_class.max_count)
+        jobs.append(job_class(job_count, send_mail=send_mail, tag=tag))
+    return jobs
+
+
+def modules_for(only=None):
+    """The modules to install for the jobs (of the names in ``only`` when
+    given): the addon and what each job needs besides."""
+    from procs import ADDON
+
+    extra = {
+        module
         for job_class in JOBS
         if not only or job_class.name in only
-    ]
+        for module in getattr(job_class, "modules", ())
+    }
+    return [ADDON, *sorted(extra)]
 
 
 # The jobs run together by bench/concurrency.py and bench/faults.py.
-JOBS = [ClosingJob, InvoicingJob, ResumeJob]
+JOBS = [ClosingJob, InvoicingJob, ResumeJob, ChargingJob]

@@ -1,5 +1,5 @@
-"""What the two benchmarks of ``bench/run`` (bench_close.py, bench_invoice.py)
-share: the OCA peer downloaded into a temporary folder, their throwaway
+"""What the benchmarks of ``bench/run`` (bench_close.py, bench_invoice.py,
+bench_charge.py) share: the OCA peer downloaded into a temporary folder, their throwaway
 databases, the subscriptions they build, one measure (seconds, queries and
 peak memory of runs rolled back to a savepoint), the header of their report
 and their targets.
@@ -81,10 +81,11 @@ def create_database(db, addons_path, module):
 
 
 @contextlib.contextmanager
-def bench_databases(args):
+def bench_databases(args, modules="subscription_close"):
     """The two databases of a benchmark, installed fresh: ``<--db-prefix>_ours``
-    with subscription_close and, unless ``--skip-peer``, ``<--db-prefix>_oca``
-    with the peer (downloaded into a temporary folder); this process's Odoo
+    with ``modules`` (comma-separated, default subscription_close) and,
+    unless ``--skip-peer``, ``<--db-prefix>_oca`` with the peer (downloaded
+    into a temporary folder); this process's Odoo
     configured for them. Yields ``(ours_db, peer_db, peer_wheel)``
     (``peer_wheel`` is None without the peer); on exit the databases are
     closed and, unless ``--keep-db``, dropped."""
@@ -98,7 +99,7 @@ def bench_databases(args):
             extra.append(peer_addons)
         addons_path = odoo_addons_path(extra)
         ours_db, peer_db = f"{args.db_prefix}_ours", f"{args.db_prefix}_oca"
-        create_database(ours_db, addons_path, "subscription_close")
+        create_database(ours_db, addons_path, modules)
         if not args.skip_peer:
             create_database(peer_db, addons_path, "subscription_oca")
         config.parse_config(

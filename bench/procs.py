@@ -549,15 +549,17 @@ def machine():
     return f"{socket.gethostname()} ({cpu_model()}, {os.cpu_count()} CPUs)"
 
 
-def run_script(title, kind, keep_db, body):
-    """The frame of a script: a throwaway database ``db_name(kind)`` with the
-    addon and a folder for the logs; ``body(db, log_dir, started, checks)``
-    does the work and adds its checks to the list ``checks`` as they come
-    (``started``: ``time.monotonic()`` before the database was created), so
-    that an error of the body keeps the checks made before it, and is one
-    more, failed. The warnings this process's Odoo logged are a check too,
-    and the database is dropped whatever happens (unless ``keep_db``).
-    Prints the checks and returns the exit status: 0 when all held."""
+def run_script(title, kind, keep_db, body, modules=(ADDON,)):
+    """The frame of a script: a throwaway database ``db_name(kind)`` with the addon
+    (``modules``: the modules installed) and a folder for the logs;
+    ``body(db, log_dir, started, checks)`` does the work and adds its checks
+    to the list ``checks`` as they come (``started``: ``time.monotonic()``
+    before the database was created), so that an error of the body keeps the
+    checks made before it, and is one more, failed. The warnings this
+    process's Odoo logged are a check too, and the database is dropped
+    whatever happens (unless ``keep_db``). Prints the checks and returns the
+    exit status: 0 when all held.
+    """
     stop_on_sigterm()
     harness_log = setup_odoo()
     db = db_name(kind)
@@ -566,7 +568,7 @@ def run_script(title, kind, keep_db, body):
     print(f"{title} on {machine()}: database {db}, logs in {log_dir}", flush=True)
     try:
         started = time.monotonic()
-        create_database(db, [ADDON], f"{log_dir}/install.log")
+        create_database(db, list(modules), f"{log_dir}/install.log")
         body(db, log_dir, started, checks)
         checks.append(
             Check(

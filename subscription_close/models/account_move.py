@@ -249,12 +249,11 @@ class AccountMove(models.Model):
         charging -= busy.invoice_ids
         if not charging:
             return 0, self
-        # One create per transaction: payment's check that a transaction's
-        # token is active reads one token at a time.
-        Transaction = self.env["payment.transaction"].sudo()
-        transactions = Transaction.browse()
-        for move in charging:
-            transactions |= Transaction.create(move._prepare_subscription_charge_values())
+        transactions = (
+            self.env["payment.transaction"]
+            .sudo()
+            .create([move._prepare_subscription_charge_values() for move in charging])
+        )
         if self.env.context.get("ir_cron_progress_id"):
             # In the scheduled action, committed before the provider is
             # asked: a crash from here leaves the draft charges for the next

@@ -1,4 +1,4 @@
-from odoo import fields, models
+from odoo import api, fields, models
 
 
 class PaymentTransaction(models.Model):
@@ -15,6 +15,14 @@ class PaymentTransaction(models.Model):
         copy=False,
         help="The subscription whose saved card this transaction charges.",
     )
+
+    @api.constrains("token_id")
+    def _check_token_is_active(self):
+        """``payment`` checks ``self.token_id.active`` for the whole
+        recordset, which fails (expected singleton) when a batch of charges
+        uses several cards: checked one transaction at a time."""
+        for tx in self:
+            super(PaymentTransaction, tx)._check_token_is_active()
 
     def _post_process(self):
         """After ``payment``, ``account_payment`` and ``sale``: a paid
