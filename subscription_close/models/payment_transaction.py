@@ -23,6 +23,7 @@ class PaymentTransaction(models.Model):
         uses several cards: checked one transaction at a time."""
         for tx in self:
             super(PaymentTransaction, tx)._check_token_is_active()
+        return True
 
     def _post_process(self):
         """After ``payment``, ``account_payment`` and ``sale``: a paid
