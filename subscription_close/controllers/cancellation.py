@@ -141,7 +141,12 @@ class SubscriptionCancellation(http.Controller):
         client_key = hmac(
             request.env(su=True), "subscription_close.cancellation", request.httprequest.remote_addr
         )
-        if Cancellation._get_rate_refusal(client_key, form["order_reference"]):
+        # The signed-in customer's own subscription (by the portal rules; an
+        # access token is not posted back): never refused, matched at once.
+        held = self._get_visitor_subscriptions().filtered(
+            lambda order: order.name.casefold() == form["order_reference"].casefold()
+        )[:1]
+        if not held and Cancellation._get_rate_refusal(client_key, form["email"]):
             values = self._prepare_cancel_page_values(form=form, errors={"form": "too_many"})
             return request.render("subscription_close.subscription_cancel_page", values, status=429)
         user = request.env.user
@@ -157,7 +162,8 @@ class SubscriptionCancellation(http.Controller):
                 "lang": request.lang.code,
                 "client_key": client_key,
                 "user_id": False if user._is_public() else user.id,
-                "company_id": request.env.company.id,
+                "company_id": (held.company_id or request.env.company).id,
+                "order_id": held.id,
             }
         )
         return request.render(
@@ -173,10 +179,14 @@ class SubscriptionCancellation(http.Controller):
     def _read_cancel_form(self, kwargs):
         """``(form, errors)``: the posted form, stripped, and what is wrong
         with it (``{field: code}``), nothing taken on trust."""
-        form = {name: (kwargs.get(name) or "").strip() for name in FORM_FIELDS - {"csrf_token"}}
         errors = {}
-        if set(kwargs) - FORM_FIELDS:
+        if set(kwargs) - FORM_FIELDS or any(not isinstance(v, str) for v in kwargs.values()):
+            # Another field, or a file posted in place of a text.
             errors["form"] = "invalid_request"
+        form = {
+            name: kwargs[name].strip() if isinstance(kwargs.get(name), str) else ""
+            for name in FORM_FIELDS - {"csrf_token"}
+        }
         if not form["order_reference"]:
             errors["order_reference"] = "required"
         elif len(form["order_reference"]) > REFERENCE_MAX_LENGTH:

@@ -289,9 +289,8 @@ class SaleOrder(models.Model):
         earliest, what its plan says, and the last day to withdraw (or
         ``False``)."""
         self.ensure_one()
-        reason = self.env.ref("subscription_close.close_reason_cancelled_online")
         today = self._subscription_today()
-        end_date = self._subscription_apply_terms({self.id: today}, reason)[self.id]
+        end_date = self._get_portal_close_date()
         if self.is_closing:
             end_date = min(end_date, self.end_date)
         withdrawal_until = self._get_withdrawal_last_day()
@@ -327,7 +326,9 @@ class SaleOrder(models.Model):
                 self._subscription_withdraw(declaration, author=author)
                 return "withdrawn", self.end_date
         reason = self.env.ref("subscription_close.close_reason_cancelled_online")
-        requested = max(declaration.wished_end_date or today, today)
+        requested = max(
+            declaration.wished_end_date or self._get_portal_close_date(on=declared_on), today
+        )
         end_date = self._subscription_apply_terms(
             {self.id: requested}, reason, on={self.id: declared_on}
         )[self.id]

@@ -71,16 +71,17 @@ class SaleOrder(models.Model):
             and self.plan_id.user_pausable
         )
 
-    def _get_portal_close_date(self):
-        """The date a close from the portal takes effect: now or at the end
-        of the period, as the plan says, and not before its notice period
-        and minimum term allow (:meth:`_get_earliest_end_dates`)."""
+    def _get_portal_close_date(self, on=None):
+        """The date a close by the customer takes effect when they name
+        none (the portal, the cancellation page): the day they close (``on``,
+        today by default) or the end of its period, as the plan says, and
+        not before its notice period and minimum term allow
+        (:meth:`_get_earliest_end_dates`)."""
         self.ensure_one()
+        day = on or self._subscription_today()
         if self.plan_id.user_closable_options == "end_of_period":
-            day = self._get_period_end_dates()[self.id]
-        else:
-            day = self._subscription_today()
-        return max(day, self._get_earliest_end_dates()[self.id])
+            day = self._get_period_end_dates(on={self.id: day})[self.id]
+        return max(day, self._get_earliest_end_dates(on={self.id: on} if on else None)[self.id])
 
     def _get_portal_close_reasons(self):
         """The reasons a customer may pick for this subscription: active,

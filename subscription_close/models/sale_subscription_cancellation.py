@@ -1,3 +1,4 @@
+import logging
 from datetime import timedelta
 
 import pytz
@@ -5,16 +6,20 @@ import pytz
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.fields import Domain
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 from odoo.tools import email_normalize, format_date, format_datetime
 
 # Declarations processed per batch of their scheduled action: each closes a
 # subscription and queues an email.
 PROCESS_BATCH_SIZE = 20
 # Declarations one client (an address, kept only as a keyed hash) may send
-# per hour, and declarations naming one reference per day, whatever the
-# client: beyond, the page refuses and creates nothing.
+# per hour, and declarations naming one email per day, whatever the client
+# and the reference: beyond, the page refuses and creates nothing (a visitor
+# who proved they hold the subscription is never refused).
 CLIENT_LIMIT_PER_HOUR = 10
-REFERENCE_LIMIT_PER_DAY = 5
+EMAIL_LIMIT_PER_DAY = 5
+
+_logger = logging.getLogger(__name__)
 
 CANCELLATION_KINDS = [
     ("ordinary", "Ordinary cancellation"),
@@ -57,6 +62,7 @@ class SaleSubscriptionCancellation(models.Model):
     email = fields.Char(
         required=True,
         readonly=True,
+        index=True,
         help="The email address the customer typed: the confirmation is sent to it.",
     )
     kind = fields.Selection(CANCELLATION_KINDS, required=True, readonly=True)
@@ -163,6 +169,35 @@ class SaleSubscriptionCancellation(models.Model):
                 ) or self.env._("New")
         return super().create(vals_list)
 
+    def write(self, vals):
+        """A declaration is evidence: what the customer declared, when, and
+        what came of it are written by the addon only (as superuser), never
+        by a user; a salesperson follows it up (chatter, activities) and
+        marks it handled (:meth:`action_mark_done`)."""
+        if not self.env.su and set(vals) & self._get_evidence_fields():
+            raise UserError(
+                self.env._(
+                    "A cancellation declaration is kept as the customer made it and as it was "
+                    "processed: it cannot be changed."
+                )
+            )
+        return super().write(vals)
+
+    @api.model
+    def _get_evidence_fields(self):
+        return {
+            name
+            for name, field in self._fields.items()
+            if field.store and name not in self._get_follow_up_fields()
+        }
+
+    @api.model
+    def _get_follow_up_fields(self):
+        """The stored fields a user may write: the chatter's, the activities'."""
+        return set(self.env["mail.thread"]._fields) | set(
+            self.env["mail.activity.mixin"]._fields
+        )
+
     # ------------------------------------------------------------------
     # What the page accepts
     # ------------------------------------------------------------------
@@ -172,33 +207,33 @@ class SaleSubscriptionCancellation(models.Model):
         return " ".join((reference or "").split()).casefold()
 
     @api.model
-    def _get_rate_refusal(self, client_key, reference):
+    def _get_rate_refusal(self, client_key, email):
         """``too_many`` if ``client_key`` sent :data:`CLIENT_LIMIT_PER_HOUR`
-        declarations within the hour, or ``reference`` was named in
-        :data:`REFERENCE_LIMIT_PER_DAY` within a day (whether it exists or
-        not: the answer tells nothing); else ``False``."""
+        declarations within the hour, or :data:`EMAIL_LIMIT_PER_DAY`
+        declarations named ``email`` (normalized) within a day, whatever
+        their reference (whether it exists or not: the answer tells nothing,
+        and the page sends no more confirmations to one address); else
+        ``False``. The caller never asks for a visitor who proved they hold
+        the subscription (signed in, or with its access token): their
+        declaration is never refused.
+
+        Takes a transaction lock per client and per email first, so that
+        two requests at once cannot both pass the count."""
+        for key in sorted({f"client:{client_key}", f"email:{email}"}):
+            self.env.cr.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                [f"subscription_close.cancellation.{key}"],
+            )
         now = fields.Datetime.now()
         Cancellation = self.sudo()
-        if (
-            client_key
-            and Cancellation.search_count(
-                [("client_key", "=", client_key), ("declared_at", ">", now - timedelta(hours=1))],
-                limit=CLIENT_LIMIT_PER_HOUR,
-            )
-            >= CLIENT_LIMIT_PER_HOUR
-        ):
-            return "too_many"
-        if (
-            Cancellation.search_count(
-                [
-                    ("order_reference", "=ilike", _escape_like(reference)),
-                    ("declared_at", ">", now - timedelta(days=1)),
-                ],
-                limit=REFERENCE_LIMIT_PER_DAY,
-            )
-            >= REFERENCE_LIMIT_PER_DAY
-        ):
-            return "too_many"
+        limits = [
+            (Domain("client_key", "=", client_key), timedelta(hours=1), CLIENT_LIMIT_PER_HOUR),
+            (Domain("email", "=", email), timedelta(days=1), EMAIL_LIMIT_PER_DAY),
+        ]
+        for domain, period, limit in limits:
+            recent = domain & Domain("declared_at", ">", now - period)
+            if Cancellation.search_count(recent, limit=limit) >= limit:
+                return "too_many"
         return False
 
     @api.model
@@ -220,7 +255,7 @@ class SaleSubscriptionCancellation(models.Model):
         (:meth:`_subscription_run_job`)."""
 
         def process(declarations):
-            declarations._process()
+            declarations.sudo()._process()
             return len(declarations), declarations.browse()
 
         self._subscription_run_job(
@@ -236,7 +271,8 @@ class SaleSubscriptionCancellation(models.Model):
         request for a salesperson, then queue its confirmation. A
         declaration that cannot be processed changes nothing but itself."""
         for declaration in self:
-            order = declaration._find_subscription()
+            # Known when the visitor proved they hold it (see the page).
+            order = declaration.order_id or declaration._find_subscription()
             vals = {}
             if not order:
                 vals = {"state": "review", "review_reason": "unmatched"}
@@ -252,8 +288,21 @@ class SaleSubscriptionCancellation(models.Model):
                             .sudo()
                             ._subscription_cancel_declared(declaration)
                         )
+                except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+                    raise  # the whole batch is tried again
                 except UserError as error:
                     vals.update(state="review", review_reason="refused", review_note=str(error))
+                except Exception as error:
+                    _logger.exception("Cancellation %s could not be processed", declaration.name)
+                    vals.update(
+                        state="review",
+                        review_reason="refused",
+                        review_note=self.env._(
+                            "The declaration could not be processed (%(error)s): end the "
+                            "subscription by hand as declared.",
+                            error=str(error) or type(error).__name__,
+                        ),
+                    )
                 else:
                     vals.update(state="done", outcome=outcome, end_date=end_date)
                     if declaration.kind == "extraordinary" and outcome != "already_closed":
@@ -444,7 +493,10 @@ class SaleSubscriptionCancellation(models.Model):
 
     def action_mark_done(self):
         """The salesperson handled the declarations of ``self``."""
-        self.filtered(lambda declaration: declaration.state == "review").write({"state": "done"})
+        self.check_access("write")
+        self.filtered(lambda declaration: declaration.state == "review").sudo().write(
+            {"state": "done"}
+        )
         self.activity_feedback(["mail.mail_activity_data_todo"])
         return True
 

@@ -1,16 +1,17 @@
 import re
 from datetime import date, timedelta
+from unittest.mock import patch
 
 from freezegun import freeze_time
 
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.http import Request
 from odoo.tests import Form, tagged
 from odoo.tools import format_date, mute_logger
 
 from ..models.sale_subscription_cancellation import (
     CLIENT_LIMIT_PER_HOUR,
-    REFERENCE_LIMIT_PER_DAY,
+    EMAIL_LIMIT_PER_DAY,
 )
 from .common import SubscriptionCommon, SubscriptionPortalCommon
 
@@ -133,6 +134,35 @@ class TestCloseTerms(SubscriptionCommon):
             "The notice period and the minimum term of the plan were overridden by",
             order.message_ids[0].body,
         )
+
+    def test_popup_keeps_the_terms_whatever_the_reason(self):
+        """A salesperson cannot end a contract early by choosing a reason of
+        the company, nor give the customer's own declaration as a reason."""
+        with freeze_time("2026-01-10"):
+            order = self._create_subscription(plan=self.plan_notice)
+            action = order.with_user(self.user_salesman).action_open_close_wizard()
+            Wizard = self.env["sale.order.close"].with_context(**action["context"])
+            with Form(Wizard.with_user(self.user_salesman)) as wizard:
+                wizard.close_reason_id = self.env.ref("subscription_close.close_reason_company")
+                self.assertEqual(wizard.end_date_preview, "01/24/2026")
+            wizard.record.action_close()
+            self.assertEqual(order.end_date, date(2026, 1, 24))
+            self.assertEqual(order.subscription_state, "3_progress")
+            other = self._create_subscription(plan=self.plan_notice)
+            for xmlid in ("close_reason_withdrawal", "close_reason_cancelled_online"):
+                wizard = Wizard.with_user(self.user_salesman).create(
+                    {
+                        "order_ids": [(6, 0, other.ids)],
+                        "close_reason_id": self.env.ref(f"subscription_close.{xmlid}").id,
+                    }
+                )
+                with self.assertRaisesRegex(UserError, "declaration on the cancellation page"):
+                    wizard.action_close()
+            self.assertFalse(other.end_date)
+            # The system's own closings (here: unpaid) are not bound by them.
+            self.unpaid._check_usable_for(other)
+            other._action_close(self.unpaid, {other.id: date(2026, 1, 10)})
+            self.assertEqual(other.subscription_state, "6_churn")
 
     def test_comment(self):
         order = self._create_subscription()
@@ -302,6 +332,55 @@ class TestCancellationPage(SubscriptionPortalCommon):
         self.assertTrue(mail)
         return mail
 
+    def test_without_a_date_the_plan_says_when(self):
+        """A plan that ends its customers' closings at the end of the period
+        does so for the cancellation page too."""
+        self.plan_notice.write({"notice_days": 0, "user_closable_options": "end_of_period"})
+        period_end = self.subscription._get_period_end_dates()[self.subscription.id]
+        self.assertGreater(period_end, self.subscription._subscription_today())
+        self._login()
+        self.assertIn(
+            format_date(self.env, period_end, lang_code=self.user_portal.lang),
+            self.url_open("/subscriptions/cancel").text,
+        )
+        self.authenticate(None, None)
+        self._declare()
+        self._process()
+        declaration = self._declarations()
+        self.assertEqual((declaration.outcome, declaration.end_date), ("closing", period_end))
+        self.assertEqual(self.subscription.end_date, period_end)
+
+    def test_a_declaration_is_evidence(self):
+        self.authenticate(None, None)
+        self._declare(email="nobody@example.com")
+        self._process()
+        declaration = self._declarations()
+        self.assertEqual(declaration.state, "review")
+        as_salesman = declaration.with_user(self.user_salesman)
+        for vals in (
+            {"email": "someone@example.com"},
+            {"declared_at": "2020-01-01 00:00:00"},
+            {"state": "received"},
+            {"order_id": self.subscription.id},
+        ):
+            with self.assertRaises(UserError):
+                as_salesman.write(vals)
+        as_salesman.message_post(body="Called the customer")
+        as_salesman.action_mark_done()
+        self.assertEqual(declaration.state, "done")
+        self.assertEqual(declaration.email, "nobody@example.com")
+        # A salesperson who sees their own documents sees the declarations of
+        # their subscriptions and those matched with none, not the others'.
+        self._declare()
+        self._process()
+        matched = self._declarations() - declaration
+        self.assertEqual(matched.order_id, self.subscription)
+        Own = self.Cancellation.with_user(self.user_salesman_own)
+        self.subscription.user_id = self.user_salesman
+        self.assertEqual(Own.search([]), declaration)
+        self.subscription.user_id = self.user_salesman_own
+        self.assertEqual(Own.search([]), declaration | matched)
+
     def test_page_reachable_without_login(self):
         self.authenticate(None, None)
         response = self.url_open("/subscriptions/cancel", allow_redirects=False)
@@ -408,7 +487,9 @@ class TestCancellationPage(SubscriptionPortalCommon):
                 text = text.replace(declared_at, "DECLARED_AT")
             for value in (declaration.email, declaration.order_reference):
                 text = text.replace(value, "VALUE")
-            return re.sub(r'name="csrf_token" value="[^"]*"', "", text)
+            # The CSRF tokens of the form and of the page's script (they
+            # carry the second of the request).
+            return re.sub(r'csrf_token(" value=|: )"[^"]*"', "", text)
 
         self.assertEqual(matching.status_code, wrong_email.status_code)
         self.assertEqual(matching.status_code, no_such.status_code)
@@ -529,18 +610,67 @@ class TestCancellationPage(SubscriptionPortalCommon):
 
     def test_rate_limits(self):
         self.authenticate(None, None)
-        for _index in range(REFERENCE_LIMIT_PER_DAY):
-            self.assertEqual(self._declare().status_code, 200)
+        # One email, whatever the reference: no more confirmations to it.
+        for index in range(EMAIL_LIMIT_PER_DAY):
+            self.assertEqual(self._declare(order_reference=f"X{index}").status_code, 200)
         response = self._declare()
         self.assertEqual(response.status_code, 429)
         self.assertIn("Too many cancellations", response.text)
-        self.assertEqual(len(self._declarations()), REFERENCE_LIMIT_PER_DAY)
-        for index in range(CLIENT_LIMIT_PER_HOUR - REFERENCE_LIMIT_PER_DAY):
-            self.assertEqual(self._declare(order_reference=f"X{index}").status_code, 200)
-        self.assertEqual(self._declare(order_reference="another").status_code, 429)
+        self.assertEqual(len(self._declarations()), EMAIL_LIMIT_PER_DAY)
+        # One client, whatever the email.
+        for index in range(CLIENT_LIMIT_PER_HOUR - EMAIL_LIMIT_PER_DAY):
+            self.assertEqual(self._declare(email=f"visitor{index}@example.com").status_code, 200)
+        self.assertEqual(self._declare(email="another@example.com").status_code, 429)
         self.assertEqual(len(self._declarations()), CLIENT_LIMIT_PER_HOUR)
         # The address is kept only as a keyed hash.
         self.assertNotIn("127.0.0.1", self._declarations()[0].client_key)
+        # Nobody blocks a customer who proves they hold the subscription:
+        # signed in, their declaration is taken and matched at once.
+        self._login()
+        response = self._declare(order_reference=self.subscription.name.lower())
+        self.assertEqual(response.status_code, 200)
+        declaration = self._declarations()[-1]
+        self.assertEqual(declaration.order_id, self.subscription)
+        self._process()
+        self.assertEqual(declaration.state, "done")
+        self.assertTrue(self.subscription.is_closing)
+
+    @mute_logger("odoo.http")
+    def test_a_file_in_place_of_a_text_is_refused(self):
+        self.authenticate(None, None)
+        response = self.url_open(
+            "/subscriptions/cancel",
+            data={
+                "order_reference": self.subscription.name,
+                "kind": "ordinary",
+                "csrf_token": Request.csrf_token(self),
+            },
+            files={"email": ("email.txt", b"alice@example.com", "text/plain")},
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("The request was not understood", response.text)
+        self.assertFalse(self._declarations())
+
+    def test_a_failure_keeps_the_declaration_for_review(self):
+        self.authenticate(None, None)
+        self._declare()
+        declaration = self._declarations()
+        with (
+            patch.object(
+                type(self.env["sale.order"]),
+                "_subscription_cancel_declared",
+                side_effect=ValueError("broken"),
+            ),
+            mute_logger("odoo.addons.subscription_close.models.sale_subscription_cancellation"),
+        ):
+            self._process()
+        self.assertEqual(declaration.state, "review")
+        self.assertEqual(declaration.review_reason, "refused")
+        self.assertIn("broken", declaration.review_note)
+        self.assertEqual(self.subscription.subscription_state, "3_progress")
+        self.assertFalse(self.subscription.end_date)
+        self.assertTrue(declaration.confirmation_mail_id)
+        self.assertTrue(declaration.activity_ids)
 
     @mute_logger("odoo.http")
     def test_refused_requests_create_nothing(self):

@@ -52,6 +52,7 @@ class SaleOrderClose(models.TransientModel):
         "included.",
     )
     terms_applied = fields.Boolean(compute="_compute_end_date_preview")
+    terms_move_end = fields.Boolean(compute="_compute_end_date_preview")
 
     @api.depends("order_ids")
     def _compute_order_count(self):
@@ -67,7 +68,7 @@ class SaleOrderClose(models.TransientModel):
     def _compute_end_date_preview(self):
         for wizard in self:
             wizard.end_date_preview = False
-            wizard.terms_applied = False
+            wizard.terms_applied = wizard.terms_move_end = False
             if not wizard.close_reason_id or (
                 wizard.close_when == "date" and not wizard.close_date
             ):
@@ -78,6 +79,7 @@ class SaleOrderClose(models.TransientModel):
                 continue
             first, last = min(end_dates.values()), max(end_dates.values())
             wizard.terms_applied = end_dates != requested
+            wizard.terms_move_end = wizard._get_terms_end_dates(requested) != requested
             wizard.end_date_preview = (
                 format_date(self.env, first)
                 if first == last
@@ -100,10 +102,17 @@ class SaleOrderClose(models.TransientModel):
 
     def _get_end_dates(self, requested):
         """``requested`` moved by the notice period and the minimum term of
-        the plans, unless overridden."""
+        the plans, unless overridden. In the popup the terms bind whatever
+        the reason: a salesperson ends a contract before its terms only with
+        the right to override them (logged), never by choosing a reason of
+        the company or of the system."""
         if self.override_terms:
             return requested
-        return self.order_ids._origin._subscription_apply_terms(requested, self.close_reason_id)
+        return self._get_terms_end_dates(requested)
+
+    def _get_terms_end_dates(self, requested):
+        earliest = self.order_ids._origin._get_earliest_end_dates()
+        return {order_id: max(day, earliest[order_id]) for order_id, day in requested.items()}
 
     def action_close(self):
         self.ensure_one()
@@ -114,11 +123,21 @@ class SaleOrderClose(models.TransientModel):
                 raise UserError(
                     self.env._("Choose a date after today, or close the subscriptions now.")
                 )
-        end_dates = self._get_end_dates(self._get_requested_end_dates())
+        if self.close_reason_id._is_declared_by_customer():
+            raise UserError(
+                self.env._(
+                    'The reason "%(reason)s" is given by the customer\'s own declaration on the '
+                    "cancellation page: choose another reason.",
+                    reason=self.close_reason_id.name,
+                )
+            )
+        requested = self._get_requested_end_dates()
         orders._action_close(
             self.close_reason_id,
-            end_dates,
+            self._get_end_dates(requested),
             comment=self.close_comment,
-            override_terms=self.override_terms,
+            # Logged as overridden only when the terms would have moved a date.
+            override_terms=self.override_terms
+            and self._get_terms_end_dates(requested) != requested,
         )
         return {"type": "ir.actions.act_window_close"}
