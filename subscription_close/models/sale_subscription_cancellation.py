@@ -194,9 +194,7 @@ class SaleSubscriptionCancellation(models.Model):
     @api.model
     def _get_follow_up_fields(self):
         """The stored fields a user may write: the chatter's, the activities'."""
-        return set(self.env["mail.thread"]._fields) | set(
-            self.env["mail.activity.mixin"]._fields
-        )
+        return set(self.env["mail.thread"]._fields) | set(self.env["mail.activity.mixin"]._fields)
 
     # ------------------------------------------------------------------
     # What the page accepts
