@@ -523,7 +523,7 @@ class SaleOrder(models.Model):
             # Declared on the cancellation page: the terms count from the
             # day of the declaration.
             declared_on = declaration and {
-                order.id: declaration._get_declared_date(order) for order in self
+                order.id: declaration.with_env(self.env)._get_declared_date(order) for order in self
             }
             self._check_close_terms(reason, end_dates, on=declared_on or None)
         # Known before the closing changes the orders (e.g. ends their pause).

@@ -315,10 +315,27 @@ class SaleOrder(models.Model):
         Returns ``(outcome, end_date)``, the outcome being ``withdrawn``,
         ``closed``, ``closing`` or ``already_closed``."""
         self.ensure_one()
+        # In the calendar of this environment, as its today.
+        declared_on = declaration.with_env(self.env)._get_declared_date(self)
         if self.subscription_state == "6_churn":
+            last_day = self._get_withdrawal_last_day()
+            if (
+                declaration.kind == "withdrawal"
+                and last_day
+                and declared_on <= last_day
+                and self.close_reason_id
+                != self.env.ref("subscription_close.close_reason_withdrawal")
+            ):
+                # Closed, maybe credited in part: what is left to credit
+                # would be guessed.
+                raise UserError(
+                    self.env._(
+                        "The customer withdrew within the withdrawal period from a subscription "
+                        "already closed: credit what they paid by hand."
+                    )
+                )
             return "already_closed", self.end_date
         today = self._subscription_today()
-        declared_on = declaration._get_declared_date(self)
         author = self.partner_id
         if declaration.kind == "withdrawal":
             last_day = self._get_withdrawal_last_day()
@@ -352,9 +369,9 @@ class SaleOrder(models.Model):
 
     @api.model
     def _get_annual_reminder_domain(self):
-        """Subscriptions in progress whose plan sends the annual reminder and
-        which started, or were last reminded, a year ago or more (in the
-        calendar of their company)."""
+        """Subscriptions in progress, not closing, whose plan sends the
+        annual reminder and which started, or were last reminded, a year ago
+        or more (in the calendar of their company)."""
         companies = self.env["res.company"].sudo().search([])
         due = Domain.OR(
             Domain("company_id", "=", company.id)
@@ -377,6 +394,8 @@ class SaleOrder(models.Model):
         )
         return (
             Domain("subscription_state", "=", "3_progress")
+            # Closing already: its closing email said what is left.
+            & Domain("end_date", "=", False)
             & Domain("plan_id.annual_reminder", "=", True)
             & due
         )

@@ -212,15 +212,31 @@ class SaleSubscriptionPlan(models.Model):
     )
 
     @api.model
-    def _default_retention_placement(self):
+    def _default_retention_placement(self, company=None):
         """Offers beside the confirm button for the companies of Germany
         (§312k BGB) and California (Automatic Renewal Law), before confirming
-        elsewhere."""
-        company = self.env.company
+        elsewhere: for ``company``, by default the plan's (the current one
+        for a shared plan)."""
+        company = company or self.env.company
         country, state = company.country_id.code, company.state_id.code
         if country == "DE" or (country == "US" and state == "CA"):
             return "beside"
         return "before"
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        Company = self.env["res.company"]
+        for vals in vals_list:
+            if "retention_placement" not in vals and vals.get("company_id"):
+                vals["retention_placement"] = self._default_retention_placement(
+                    Company.browse(vals["company_id"])
+                )
+        return super().create(vals_list)
+
+    @api.onchange("company_id")
+    def _onchange_company_id_retention_placement(self):
+        if self.company_id:
+            self.retention_placement = self._default_retention_placement(self.company_id)
 
     @api.constrains("payment_retry_days", "payment_grace_days")
     def _check_payment_retry_days(self):

@@ -262,6 +262,8 @@ class TestAnnualReminder(SubscriptionCommon):
         with freeze_time("2025-03-01"):
             order = self._create_subscription(plan=self.plan_year)
             quiet = self._create_subscription()
+            closing = self._create_subscription(plan=self.plan_year)
+            closing.sudo()._action_close(self.reason, {closing.id: date(2026, 3, 31)})
         template = self.env.ref("subscription_close.mail_template_subscription_annual_reminder")
 
         def reminders():
@@ -285,6 +287,8 @@ class TestAnnualReminder(SubscriptionCommon):
         self.assertIn("30.00", message.body)
         self.assertEqual(order.annual_reminder_date, date(2026, 3, 1))
         self.assertFalse(quiet.annual_reminder_date)
+        # Closing already: not reminded of a renewal it will not have.
+        self.assertFalse(closing.annual_reminder_date)
         self.assertTrue(template.body_html)
         with freeze_time("2027-03-01"):
             self._run_cron("subscription_close.ir_cron_send_annual_reminders")
@@ -608,6 +612,21 @@ class TestCancellationPage(SubscriptionPortalCommon):
             self._confirmation(declaration).body_html,
         )
 
+    def test_withdrawal_after_an_ordinary_close_is_kept_for_review(self):
+        self.subscription.sudo()._action_close(
+            self.reason,
+            {self.subscription.id: self.subscription._subscription_today()},
+            override_terms=True,
+        )
+        self.authenticate(None, None)
+        self._declare(kind="withdrawal")
+        self._process()
+        declaration = self._declarations()
+        self.assertEqual((declaration.state, declaration.review_reason), ("review", "refused"))
+        self.assertIn("credit what they paid by hand", declaration.review_note)
+        self.assertTrue(declaration.activity_ids)
+        self.assertEqual(self.subscription.close_reason_id, self.reason)
+
     def test_rate_limits(self):
         self.authenticate(None, None)
         # One email, whatever the reference: no more confirmations to it.
@@ -763,6 +782,13 @@ class TestPortalRetentionPlacement(SubscriptionPortalCommon):
             }
         )
         self.assertEqual(Plan.create({"name": "CA"}).retention_placement, "beside")
+        # The plan's company decides, not the current one.
+        german = self.env["res.company"].create(
+            {"name": "German shop", "country_id": self.env.ref("base.de").id}
+        )
+        company.write({"country_id": self.env.ref("base.it").id, "state_id": False})
+        plan = Plan.create({"name": "Shop DE", "company_id": german.id})
+        self.assertEqual(plan.retention_placement, "beside")
 
     def test_beside_closes_at_once_and_counts_the_offer(self):
         self.plan_month.retention_placement = "beside"

@@ -1,6 +1,8 @@
 """The system reasons of what the company or the system closes are
 involuntary churn (their data is loaded once: set them here on databases
-that had them before the Churn field existed)."""
+that had them before the Churn field existed); the plans of a company in
+Germany or California show the retention offers beside the confirm button
+(the new column took the default of one company for all)."""
 
 from odoo import SUPERUSER_ID, api
 
@@ -25,3 +27,6 @@ def migrate(cr, version):
     env["sale.order.close.reason"].browse([id_ for id_ in ids if id_]).exists().write(
         {"churn_type": "involuntary"}
     )
+    Plan = env["sale.subscription.plan"].with_context(active_test=False)
+    for company, plans in Plan.search([("company_id", "!=", False)]).grouped("company_id").items():
+        plans.write({"retention_placement": Plan._default_retention_placement(company)})
