@@ -5,9 +5,10 @@ subscription_close run at the same time in two Odoo servers on one database.
    charging job); each job of :data:`jobs.JOBS` creates its due records
    through the ORM (2,000 subscriptions whose end date has passed for the
    closing job, 2,000 whose next invoice date has come for the invoicing job,
-   2,000 whose pause ends for the resume job, 2,000 with one open posted
+   2,000 whose pause ends for the resume job, 300 with one open posted
    invoice and a saved demo card whose charges are done for the charging
-   job) and control records it must not touch.
+   job, see ``ChargingJob.max_count``) and control records it must not
+   touch.
 2. Two Odoo servers on that database, each ``--workers=2
    --max-cron-threads=2`` (loopback, their own ports, their own log), and an
    SMTP sink on loopback that counts the emails they send.
@@ -43,9 +44,9 @@ script sets it up, triggers its cron, runs its server action and checks it
 with the others, at the same time.
 
 Run it with ``bench/concurrency`` (``--count``, ``--jobs``, ``--clients``,
-``--keep-db``). The charging job sets the pace: one process charges at a
-time (its mutex), and each charge costs Odoo's payment and reconciliation
-of one invoice (about 0.3 s on 2 CPUs), so its 2,000 charges take about 10
+``--keep-db``). The charging job is the slowest per record: one process
+charges at a time (its mutex), and each charge costs Odoo's payment and reconciliation
+of one invoice (about 0.3 s on 2 CPUs), so its 300 charges take about 2
 minutes of the run.
 Exit status 0 when every check held.
 """

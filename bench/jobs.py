@@ -638,9 +638,9 @@ class ChargingJob:
     follow_up_xmlids = ()
     modules = ("payment_demo",)
     # One process charges at a time (the job's mutex) and each charge costs
-    # payment's and account's work on one invoice: 500 charges (ten batches)
+    # payment's and account's work on one invoice: 300 charges (six batches)
     # prove "once" under two servers without making the run last.
-    max_count = 500
+    max_count = 300
 
     def __init__(self, count, send_mail=True, controls=50, tag="proof"):
         self.count, self.controls, self.tag = count, controls, f"{tag} charging"
