@@ -309,8 +309,6 @@ class SaleSubscriptionCancellation(models.Model):
             if declaration.state == "review":
                 declaration._schedule_review_activity()
             declaration._send_confirmation()
-            # Logged now: a later declaration's savepoint may roll back.
-            declaration._track_finalize()
         self.env.ref("mail.ir_cron_mail_scheduler_action")._trigger()
 
     def _find_subscription(self):
