@@ -81,7 +81,11 @@ ALREADY_RUNNING = r" odoo\.http: Job '.*' already executing\s*$"
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=2000, help="due records per job")
+    parser.add_argument(
+        "--count",
+        type=int,
+        help="due records per job (default: 2,000; 300 for charging, see ChargingJob.max_count)",
+    )
     parser.add_argument("--jobs", help="comma-separated job names (default: all)")
     parser.add_argument(
         "--clients", type=int, default=2, help="clients per server, per job and per way"
@@ -241,7 +245,9 @@ def cron_figures(db, jobs, servers):
 
 def run(args, db, log_dir, started, checks):
     """The test on the database ``db`` (see :func:`procs.run_script`)."""
-    jobs = default_jobs(args.count, only=args.jobs and args.jobs.split(","))
+    jobs = default_jobs(
+        args.count or 2000, only=args.jobs and args.jobs.split(","), cap=not args.count
+    )
     with odoo_env(db) as env:
         for job in jobs:
             job.setup(env)

@@ -900,17 +900,17 @@ def wait_done(db, jobs, timeout, retrigger=20):
         time.sleep(0.5)
 
 
-def default_jobs(count=None, send_mail=True, tag="proof", only=None):
+def default_jobs(count=None, send_mail=True, tag="proof", only=None, cap=True):
     """The jobs the scripts run: one instance of each job class (of the
     names in ``only`` when given), ``count`` due records each (by default
-    three batches of the job), at most the job's ``max_count`` when it has
-    one."""
+    three batches of the job), with ``cap`` at most the job's ``max_count``
+    when it has one."""
     jobs = []
     for job_class in JOBS:
         if only and job_class.name not in only:
             continue
         job_count = count or 3 * job_class.batch_size
-        if getattr(job_class, "max_count", None):
+        if cap and getattr(job_class, "max_count", None):
             job_count = min(job_count, job_class.max_count)
         jobs.append(job_class(job_count, send_mail=send_mail, tag=tag))
     return jobs

@@ -1044,8 +1044,10 @@ class SaleOrder(models.Model):
         One order (a customer in the portal, a popup on one subscription) is
         logged by mail itself: the body and the author are handed to its
         tracking (``_track_set_log_message``, ``_track_set_author``), the
-        order is written, and mail's ``_track_finalize`` logs the message at
-        once, in the current environment, whose user decides the subtype
+        order is written, and the cursor is flushed (``cr.flush()``, what a
+        commit runs first: the ORM's pending writes and the precommit hooks,
+        mail's tracking among them), so that mail logs the message at once,
+        in the environment of the write, whose user decides the subtype
         (:meth:`_track_subtype`): a tracked edit made earlier in the same
         transaction is in the same message. Many orders are logged in batch
         through mail's public batch API (:meth:`_subscription_log_batch`):
@@ -1055,7 +1057,7 @@ class SaleOrder(models.Model):
             self._track_set_log_message(body_by_id.get(self.id, ""))
             self._track_set_author(author or self.env.user.partner_id)
             self.write(vals_by_id[self.id])
-            self._track_finalize()
+            self.env.cr.flush()
             return
         self._subscription_log_batch(vals_by_id, body_by_id, author=author)
 
@@ -1066,13 +1068,13 @@ class SaleOrder(models.Model):
         :meth:`_track_subtype`, the same body or ``_track_get_default_log_message``,
         the same templates from ``_track_template``), the notes created with
         one ``_message_log_batch`` and their tracked values with one
-        ``create``. The changes of these orders still pending in mail's
-        tracking are logged first (``_track_finalize``), as at a commit, so
-        that every change is logged once."""
+        ``create``. The changes still pending in mail's tracking are logged
+        first (``cr.flush()``, as at a commit), so that every change is logged
+        once."""
         tracked = self._track_get_fields() & {
             fname for vals in vals_by_id.values() for fname in vals
         }
-        self._track_finalize()
+        self.env.cr.flush()
         initial_by_id = {order.id: {fname: order[fname] for fname in tracked} for order in self}
         ids_by_vals = defaultdict(list)
         for order_id, vals in vals_by_id.items():
