@@ -381,10 +381,12 @@ class SaleSubscriptionCancellation(models.Model):
         manager of the company."""
         self.ensure_one()
         user = self.order_id.user_id or self._get_review_user()
+        # In the language of the salesperson who reads it.
+        env = self.with_context(lang=user.lang or self.env.lang).env
         summary = {
-            "unmatched": self.env._("Cancellation to match with a subscription"),
-            "cause": self.env._("Extraordinary cancellation: review its cause"),
-            "refused": self.env._("Cancellation to process by hand"),
+            "unmatched": env._("Cancellation to match with a subscription"),
+            "cause": env._("Extraordinary cancellation: review its cause"),
+            "refused": env._("Cancellation to process by hand"),
         }[self.review_reason]
         self.activity_schedule(
             "mail.mail_activity_data_todo",

@@ -336,6 +336,16 @@ class TestCancellationPage(SubscriptionPortalCommon):
         self.assertTrue(mail)
         return mail
 
+    def test_the_withdrawal_link_leads_to_a_withdrawal_page(self):
+        self.authenticate(None, None)
+        page = self.url_open("/subscriptions/cancel?kind=withdrawal").text
+        self.assertIn(">Withdraw from contract here</h1>", page)
+        self.assertNotIn('id="subscription_withdraw_link"', page)
+        self.assertIn(">Confirm withdrawal</button>", page)
+        page = self.url_open("/subscriptions/cancel").text
+        self.assertIn(">Cancel contracts here</h1>", page)
+        self.assertIn('id="subscription_withdraw_link"', page)
+
     def test_without_a_date_the_plan_says_when(self):
         """A plan that ends its customers' closings at the end of the period
         does so for the cancellation page too."""
@@ -889,6 +899,27 @@ class TestCancellationLanguages(SubscriptionPortalCommon):
             ]
         )
         self.assertEqual(states["6_churn"], "Gekündigt")
+
+    def test_review_todo_in_the_salespersons_language(self):
+        self.subscription.user_id = self.user_salesman
+        self.user_salesman.lang = "de_DE"
+        declaration = self.env["sale.subscription.cancellation"]._declare(
+            {
+                "order_reference": self.subscription.name,
+                "email": self.customer.email,
+                "kind": "extraordinary",
+                "cause": "Umzug ins Ausland",
+                "lang": "it_IT",
+                "company_id": self.subscription.company_id.id,
+            }
+        )
+        self._run_cron("subscription_close.ir_cron_process_cancellations")
+        self.assertEqual((declaration.state, declaration.review_reason), ("review", "cause"))
+        self.assertEqual(declaration.activity_ids.user_id, self.user_salesman)
+        self.assertEqual(
+            declaration.activity_ids.summary,
+            "Außerordentliche Kündigung: wichtigen Grund prüfen",
+        )
 
     def test_italian(self):
         page = self._page_in("it_IT")

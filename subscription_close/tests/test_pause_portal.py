@@ -254,6 +254,7 @@ class TestPortalPause(PausePortalCommon):
         page = self._page(order)
         # No "stays active until the end of the period": it closes now.
         self.assertNotIn('id="subscription_close_when"', page)
+        self.assertIn('id="subscription_close_today"', page)
         response = self._post_close(order, close_reason_id=self.plain_reason.id)
         self.assertEqual(self._redirect_code(response), "closed")
         self.env.invalidate_all()

@@ -417,6 +417,19 @@ class TestPortalScheduledClose(SubscriptionPortalCommon):
         self.assertIn('id="o_subscription_close_button"', page)
 
     @freeze_time("2026-01-20")
+    def test_no_next_invoice_after_the_last_day(self):
+        order = self.subscription
+        self._run_cron("subscription_close.ir_cron_create_recurring_invoices")
+        self.assertEqual(order.next_invoice_date, date(2026, 1, 31))
+        self._login()
+        self.assertIn('id="subscription_next_invoice"', self.url_open(order.get_portal_url()).text)
+        self._post(order, "close", close_reason_id=self.reason.id)
+        self.env.invalidate_all()
+        self.assertEqual(order.end_date, date(2026, 1, 30))
+        page = self.url_open(order.get_portal_url()).text
+        self.assertNotIn('id="subscription_next_invoice"', page)
+
+    @freeze_time("2026-01-20")
     def test_keep_refusals(self):
         order = self.subscription
         # Not closing
