@@ -295,6 +295,13 @@ class AccountMove(models.Model):
             "operation": "offline",
             "invoice_ids": [fields.Command.set(self.ids)],
             "subscription_id": order.id,
+            # The charging job post-processes its charges itself, in the
+            # transaction that charges them: payment's own post-processing
+            # job (which takes every transaction not post-processed) must not
+            # take the drafts it commits before asking the provider. Once the
+            # provider answers, payment resets the flag as for any
+            # transaction (a pending charge is then post-processed as usual).
+            "is_post_processed": True,
         }
 
     def _invoice_paid_hook(self):

@@ -96,6 +96,28 @@ class TestCardCharges(CardCommon):
             set(self._invoices(order).mapped("payment_state")), {"paid", "in_payment"}
         )
 
+    def test_payment_post_processing_job_leaves_charges_in_flight_alone(self):
+        """Payment's own job post-processes, from any process, every
+        transaction not post-processed: the charges the job committed before
+        asking the provider are not among them."""
+        Transaction = type(self.env["payment.transaction"])
+        charge_with_token = Transaction._charge_with_token
+        seen = []
+
+        def charge(tx):
+            seen.append(tx.search([("is_post_processed", "=", False)]) & tx)
+            return charge_with_token(tx)
+
+        with freeze_time("2026-05-10"):
+            order = self._card_subscription("done")
+            with patch.object(Transaction, "_charge_with_token", charge):
+                self._bill_and_charge()
+        self.assertTrue(seen)
+        self.assertFalse(any(seen))
+        charge_tx = self._charges(order)
+        self.assertEqual((charge_tx.state, charge_tx.is_post_processed), ("done", True))
+        self.assertIn(self._invoices(order).payment_state, ("paid", "in_payment"))
+
     def test_a_batch_of_cards_each_charged_once(self):
         with freeze_time("2026-05-10"):
             orders = self.env["sale.order"]
