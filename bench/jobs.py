@@ -931,4 +931,7 @@ def modules_for(only=None):
 
 
 # The jobs run together by bench/concurrency.py and bench/faults.py.
-JOBS = [ClosingJob, InvoicingJob, ResumeJob, ChargingJob]
+# Charging first: the invoicing job triggers the charging job, which would
+# otherwise charge the fault test's invoices before their turn, leaving no
+# batch to kill.
+JOBS = [ChargingJob, ClosingJob, InvoicingJob, ResumeJob]
